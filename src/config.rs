@@ -1,0 +1,589 @@
+//! Operator configuration: one documented YAML file, validated at start.
+//!
+//! Every backend section is optional: an unconfigured backend makes its provisioning
+//! step report the condition reason `NotConfigured` instead of failing. The reference
+//! lives in `docs/configuration.md`; `cx-operator check-config FILE` reports every
+//! problem with its path.
+
+use std::{collections::BTreeMap, fmt, path::Path, time::Duration};
+
+use serde::{Deserialize, Deserializer, de::DeserializeOwned};
+
+use crate::api::quota::Limits;
+
+/// Backends this version can provision. A configured backend outside this list is
+/// refused, so that a configuration never promises provisioning that does not happen.
+pub const AVAILABLE_BACKENDS: &[&str] = &[];
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Config {
+    /// Domain under which tenants get `<name>.<rootDomain>` unless they set an FQDN.
+    pub root_domain: String,
+    /// Prefix of tenant namespaces (`tenant-` gives `tenant-acme`).
+    #[serde(default = "default_namespace_prefix")]
+    pub namespace_prefix: String,
+    /// Namespace of the platform's shared services, where tenant Ingresses live.
+    pub platform_namespace: String,
+    /// How tenant Ingresses are built.
+    #[serde(default)]
+    pub ingress: IngressConfig,
+    /// Defaults applied to new tenants.
+    #[serde(default)]
+    pub defaults: Defaults,
+    /// How reconciles are scheduled.
+    #[serde(default)]
+    pub reconcile: ReconcileConfig,
+    /// Leader election between operator replicas.
+    #[serde(default)]
+    pub leader_election: LeaderElectionConfig,
+    /// Which Tenants this operator instance serves (sharding).
+    #[serde(default)]
+    pub sharding: ShardingConfig,
+    /// Identity backend (Keycloak).
+    #[serde(default)]
+    pub identity: Option<BackendConfig>,
+    /// Database backend (MongoDB).
+    #[serde(default)]
+    pub database: Option<BackendConfig>,
+    /// Cache backend (Redis).
+    #[serde(default)]
+    pub cache: Option<BackendConfig>,
+    /// Observability backend (Grafana).
+    #[serde(default)]
+    pub grafana: Option<BackendConfig>,
+    /// Lifecycle notifications (CloudEvents webhooks).
+    #[serde(default)]
+    pub notifications: Option<BackendConfig>,
+    /// Platform licence: caps on the sum over all tenants.
+    #[serde(default)]
+    pub licence: Option<Licence>,
+}
+
+fn default_namespace_prefix() -> String {
+    "tenant-".into()
+}
+
+/// How tenant Ingresses are built.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IngressConfig {
+    /// IngressClass name; absent uses the cluster's default class.
+    #[serde(default)]
+    pub class_name: Option<String>,
+    /// Annotations put on every tenant Ingress.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// Paths routed to platform services.
+    #[serde(default = "default_paths")]
+    pub paths: Vec<IngressPath>,
+    /// TLS for tenant hosts.
+    #[serde(default)]
+    pub tls: TlsConfig,
+}
+
+impl Default for IngressConfig {
+    fn default() -> Self {
+        Self { class_name: None, annotations: BTreeMap::new(), paths: default_paths(), tls: TlsConfig::default() }
+    }
+}
+
+fn default_paths() -> Vec<IngressPath> {
+    vec![IngressPath { path: "/".into(), path_type: PathType::Prefix, service: ServiceRef { name: "web".into(), port: 80 } }]
+}
+
+/// One path of the tenant Ingress.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IngressPath {
+    /// URL path, starting with `/`.
+    pub path: String,
+    /// `Prefix` (default), `Exact` or `ImplementationSpecific`.
+    #[serde(default)]
+    pub path_type: PathType,
+    /// The platform Service (in the platform namespace) that serves the path.
+    pub service: ServiceRef,
+}
+
+/// Ingress path types.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+pub enum PathType {
+    /// Matches by path prefix, element-wise.
+    #[default]
+    Prefix,
+    /// Matches the exact path.
+    Exact,
+    /// Up to the IngressClass.
+    ImplementationSpecific,
+}
+
+impl PathType {
+    /// The Ingress API spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PathType::Prefix => "Prefix",
+            PathType::Exact => "Exact",
+            PathType::ImplementationSpecific => "ImplementationSpecific",
+        }
+    }
+}
+
+/// A Service port in the platform namespace.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceRef {
+    /// Service name.
+    pub name: String,
+    /// Service port number.
+    pub port: i32,
+}
+
+/// TLS for tenant hosts.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Whether tenant Ingresses serve TLS at all.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Name of the TLS Secret in the platform namespace; `{tenant}` is replaced by the
+    /// tenant name. A tenant's `spec.domain.tls.secretName` wins.
+    #[serde(default = "default_tls_secret")]
+    pub secret_name: String,
+    /// A cert-manager issuer for tenants that name none.
+    #[serde(default)]
+    pub issuer: Option<IssuerConfig>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self { enabled: true, secret_name: default_tls_secret(), issuer: None }
+    }
+}
+
+fn default_tls_secret() -> String {
+    "{tenant}-tls".into()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// A cert-manager issuer.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// `ClusterIssuer` or `Issuer`.
+    #[serde(default = "default_issuer_kind")]
+    pub kind: String,
+    /// Issuer name.
+    pub name: String,
+}
+
+fn default_issuer_kind() -> String {
+    "ClusterIssuer".into()
+}
+
+/// Defaults applied to new tenants.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Defaults {
+    /// Limits of the `default` CapabilityQuota created in a tenant namespace that has none.
+    #[serde(default)]
+    pub quota: Limits,
+}
+
+/// How reconciles are scheduled.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReconcileConfig {
+    /// How often a settled object is checked again for drift.
+    #[serde(default = "default_resync", deserialize_with = "duration")]
+    pub resync_interval: Duration,
+    /// Fraction (0 to 1) of the resync interval added at random, so that resyncs of
+    /// many objects never arrive at once.
+    #[serde(default = "default_jitter")]
+    pub jitter: f64,
+    /// Reconciles that may run at once per controller.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u16,
+    /// First retry delay after a transient error; doubles up to `maxBackoff`.
+    #[serde(default = "default_min_backoff", deserialize_with = "duration")]
+    pub min_backoff: Duration,
+    /// Longest retry delay.
+    #[serde(default = "default_max_backoff", deserialize_with = "duration")]
+    pub max_backoff: Duration,
+}
+
+impl Default for ReconcileConfig {
+    fn default() -> Self {
+        Self {
+            resync_interval: default_resync(),
+            jitter: default_jitter(),
+            concurrency: default_concurrency(),
+            min_backoff: default_min_backoff(),
+            max_backoff: default_max_backoff(),
+        }
+    }
+}
+
+fn default_resync() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_jitter() -> f64 {
+    0.2
+}
+fn default_concurrency() -> u16 {
+    8
+}
+fn default_min_backoff() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_max_backoff() -> Duration {
+    Duration::from_secs(300)
+}
+
+/// Leader election between operator replicas.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LeaderElectionConfig {
+    /// Whether to elect a leader; only the leader reconciles.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Name of the Lease.
+    #[serde(default = "default_lease_name")]
+    pub lease_name: String,
+    /// Namespace of the Lease; defaults to the operator's own namespace
+    /// (`POD_NAMESPACE`), then `default`.
+    #[serde(default)]
+    pub lease_namespace: Option<String>,
+    /// How long a lease is valid without renewal.
+    #[serde(default = "default_lease_duration", deserialize_with = "duration")]
+    pub lease_duration: Duration,
+    /// How long before expiry the holder renews.
+    #[serde(default = "default_renew_grace", deserialize_with = "duration")]
+    pub renew_grace: Duration,
+}
+
+impl Default for LeaderElectionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            lease_name: default_lease_name(),
+            lease_namespace: None,
+            lease_duration: default_lease_duration(),
+            renew_grace: default_renew_grace(),
+        }
+    }
+}
+
+fn default_lease_name() -> String {
+    "cx-operator-leader".into()
+}
+fn default_lease_duration() -> Duration {
+    Duration::from_secs(15)
+}
+fn default_renew_grace() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// Which Tenants this operator instance serves.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ShardingConfig {
+    /// A Kubernetes label selector on Tenants; absent serves every Tenant. Instances
+    /// with disjoint selectors split the tenants between them.
+    #[serde(default)]
+    pub tenant_selector: Option<String>,
+}
+
+/// Connection settings shared by every backend.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackendConfig {
+    /// Endpoint URL (or URLs separated by commas, where the backend has several nodes).
+    pub url: String,
+    /// Secret (in the operator namespace) with the backend's admin credentials.
+    #[serde(default)]
+    pub credentials_secret: Option<String>,
+    /// Backend-specific settings, documented per backend.
+    #[serde(default)]
+    pub settings: BTreeMap<String, serde_yaml_ng::Value>,
+}
+
+/// Platform licence: caps on the sum over all tenants.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Licence {
+    /// Agents over all tenants.
+    #[serde(default)]
+    pub agents: Option<i64>,
+    /// AI agents over all tenants.
+    #[serde(default)]
+    pub ai_agents: Option<i64>,
+    /// Workflow triggers over all tenants.
+    #[serde(default)]
+    pub workflow_triggers: Option<i64>,
+}
+
+/// One problem in a configuration file, with the path of the field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted path of the field, e.g. `ingress.paths[0].service.port`.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", if self.path.is_empty() { "<root>" } else { &self.path }, self.message)
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file has problems; all of them are listed.
+    #[error("invalid configuration:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
+}
+
+impl Config {
+    /// Reads, parses and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        Config::parse(&text)
+    }
+
+    /// Parses and validates configuration text, reporting every problem found.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text)
+            .map_err(|e| ConfigError::Invalid(vec![Problem { path: String::new(), message: format!("not valid YAML: {e}") }]))?;
+        let mut problems = section_problems(&value);
+        if !problems.is_empty() {
+            return Err(ConfigError::Invalid(problems));
+        }
+        let config: Config = deserialize_at(value, "").map_err(|p| ConfigError::Invalid(vec![p]))?;
+        problems.extend(config.validate());
+        if problems.is_empty() { Ok(config) } else { Err(ConfigError::Invalid(problems)) }
+    }
+
+    /// Semantic checks beyond the shape of the file.
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut check = |ok: bool, path: &str, message: &str| {
+            if !ok {
+                problems.push(Problem { path: path.into(), message: message.into() });
+            }
+        };
+        check(is_dns_name(&self.root_domain), "rootDomain", "must be a DNS name such as cx.example.com");
+        check(is_dns_label(&self.platform_namespace), "platformNamespace", "must be a DNS label (a namespace name)");
+        check(
+            self.namespace_prefix.len() <= 22 && is_dns_label(&format!("{}x", self.namespace_prefix)),
+            "namespacePrefix",
+            "must be at most 22 characters of lowercase letters, digits and '-', starting with a letter, so that prefix + tenant id (40) stays a legal namespace name",
+        );
+        for (i, p) in self.ingress.paths.iter().enumerate() {
+            check(p.path.starts_with('/'), &format!("ingress.paths[{i}].path"), "must start with '/'");
+            check(is_dns_label(&p.service.name), &format!("ingress.paths[{i}].service.name"), "must be a Service name (DNS label)");
+            check((1..=65535).contains(&p.service.port), &format!("ingress.paths[{i}].service.port"), "must be between 1 and 65535");
+        }
+        check(!self.ingress.paths.is_empty(), "ingress.paths", "must name at least one path");
+        check(!self.ingress.tls.secret_name.is_empty(), "ingress.tls.secretName", "must not be empty");
+        if let Some(issuer) = &self.ingress.tls.issuer {
+            check(issuer.kind == "ClusterIssuer" || issuer.kind == "Issuer", "ingress.tls.issuer.kind", "must be ClusterIssuer or Issuer");
+        }
+        let r = &self.reconcile;
+        check((0.0..=1.0).contains(&r.jitter), "reconcile.jitter", "must be between 0 and 1");
+        check(r.concurrency > 0, "reconcile.concurrency", "must be at least 1");
+        check(r.resync_interval >= Duration::from_secs(10), "reconcile.resyncInterval", "must be at least 10s");
+        check(r.min_backoff <= r.max_backoff, "reconcile.minBackoff", "must not exceed reconcile.maxBackoff");
+        let le = &self.leader_election;
+        check(le.renew_grace < le.lease_duration, "leaderElection.renewGrace", "must be shorter than leaderElection.leaseDuration");
+        check(is_dns_label(&le.lease_name), "leaderElection.leaseName", "must be a DNS label");
+        if let Some(selector) = &self.sharding.tenant_selector {
+            check(!selector.trim().is_empty(), "sharding.tenantSelector", "must not be empty when set");
+        }
+        for (name, backend) in self.backends() {
+            if let Some(b) = backend {
+                let scheme_ok = b.url.split(',').all(|u| u.trim().contains("://"));
+                check(scheme_ok, &format!("{name}.url"), "must be a URL with a scheme, e.g. https://host:port");
+                check(
+                    AVAILABLE_BACKENDS.contains(&name),
+                    name,
+                    "this version of cx-operator has no provider for this backend; remove the section",
+                );
+            }
+        }
+        if let Some(l) = &self.licence {
+            for (name, v) in [("agents", l.agents), ("aiAgents", l.ai_agents), ("workflowTriggers", l.workflow_triggers)] {
+                check(v.is_none_or(|n| n >= 0), &format!("licence.{name}"), "must not be negative");
+            }
+        }
+        problems
+    }
+
+    /// The backend sections by their config key.
+    pub fn backends(&self) -> [(&'static str, Option<&BackendConfig>); 5] {
+        [
+            ("identity", self.identity.as_ref()),
+            ("database", self.database.as_ref()),
+            ("cache", self.cache.as_ref()),
+            ("grafana", self.grafana.as_ref()),
+            ("notifications", self.notifications.as_ref()),
+        ]
+    }
+
+    /// A configuration for offline use (`cx-operator plan` without `--config`).
+    pub fn example() -> Config {
+        Config::parse("rootDomain: cx.example.com\nplatformNamespace: cx-platform\n").expect("the built-in example configuration is valid")
+    }
+}
+
+/// Deserializes each top-level section on its own, so one run reports a problem in
+/// every broken section rather than only the first.
+fn section_problems(value: &serde_yaml_ng::Value) -> Vec<Problem> {
+    let Some(map) = value.as_mapping() else {
+        return vec![Problem { path: String::new(), message: "must be a YAML mapping".into() }];
+    };
+    let mut problems = Vec::new();
+    for required in ["rootDomain", "platformNamespace"] {
+        if !map.contains_key(required) {
+            problems.push(Problem { path: required.into(), message: "is required".into() });
+        }
+    }
+    for (key, section) in map {
+        let Some(key) = key.as_str() else {
+            problems.push(Problem { path: format!("{key:?}"), message: "keys must be strings".into() });
+            continue;
+        };
+        let result = match key {
+            "rootDomain" | "namespacePrefix" | "platformNamespace" => check::<String>(section, key),
+            "ingress" => check::<IngressConfig>(section, key),
+            "defaults" => check::<Defaults>(section, key),
+            "reconcile" => check::<ReconcileConfig>(section, key),
+            "leaderElection" => check::<LeaderElectionConfig>(section, key),
+            "sharding" => check::<ShardingConfig>(section, key),
+            "identity" | "database" | "cache" | "grafana" | "notifications" => check::<Option<BackendConfig>>(section, key),
+            "licence" => check::<Option<Licence>>(section, key),
+            other => Err(Problem { path: other.into(), message: "unknown field".into() }),
+        };
+        problems.extend(result.err());
+    }
+    problems
+}
+
+fn check<T: DeserializeOwned>(value: &serde_yaml_ng::Value, path: &str) -> Result<(), Problem> {
+    deserialize_at::<T>(value.clone(), path).map(drop)
+}
+
+fn deserialize_at<T: DeserializeOwned>(value: serde_yaml_ng::Value, prefix: &str) -> Result<T, Problem> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let inner = e.path().to_string();
+        let path = match (prefix.is_empty(), inner == ".") {
+            (true, _) => inner,
+            (false, true) => prefix.to_string(),
+            (false, false) => format!("{prefix}.{inner}"),
+        };
+        Problem { path, message: e.into_inner().to_string() }
+    })
+}
+
+/// Parses durations such as `30s`, `10m`, `1h30m` or `250ms`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let d: jiff::SignedDuration = text.trim().parse().map_err(|e| format!("invalid duration {text:?}: {e}"))?;
+    Duration::try_from(d).map_err(|_| format!("duration {text:?} must not be negative"))
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_duration(&text).map_err(serde::de::Error::custom)
+}
+
+/// Whether `s` is an RFC 1123 DNS label.
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Whether `s` is a DNS name of at least two labels.
+pub fn is_dns_name(s: &str) -> bool {
+    s.len() <= 253 && s.contains('.') && s.split('.').all(is_dns_label)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(text: &str) -> Vec<String> {
+        match Config::parse(text) {
+            Ok(_) => vec![],
+            Err(ConfigError::Invalid(p)) => p.iter().map(ToString::to_string).collect(),
+            Err(e) => vec![e.to_string()],
+        }
+    }
+
+    #[test]
+    fn minimal_config_gets_documented_defaults() {
+        let c = Config::parse("rootDomain: cx.example.com\nplatformNamespace: cx-platform\n").unwrap();
+        assert_eq!(c.namespace_prefix, "tenant-");
+        assert_eq!(c.reconcile.resync_interval, Duration::from_secs(600));
+        assert_eq!(c.ingress.paths[0].service.name, "web");
+        assert!(c.identity.is_none() && c.database.is_none());
+    }
+
+    #[test]
+    fn every_broken_section_is_reported_with_its_path() {
+        let p = problems(
+            "rootDomain: cx.example.com\nplatformNamespace: p\ningress:\n  paths:\n  - path: /\n    service: {name: web, port: x}\nreconcile:\n  resyncInterval: soon\nbogus: 1\n",
+        );
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(p.iter().any(|m| m.starts_with("ingress.paths[0].service.port:")), "{p:?}");
+        assert!(p.iter().any(|m| m.starts_with("reconcile.resyncInterval:") && m.contains("invalid duration")), "{p:?}");
+        assert!(p.iter().any(|m| m == "bogus: unknown field"), "{p:?}");
+    }
+
+    #[test]
+    fn semantic_problems_are_all_reported() {
+        let p = problems(
+            "rootDomain: localhost\nplatformNamespace: Platform\nnamespacePrefix: '-x'\nreconcile: {jitter: 2, concurrency: 0}\nidentity: {url: keycloak:8080}\n",
+        );
+        for path in
+            ["rootDomain:", "platformNamespace:", "namespacePrefix:", "reconcile.jitter:", "reconcile.concurrency:", "identity.url:"]
+        {
+            assert!(p.iter().any(|m| m.starts_with(path)), "missing {path} in {p:?}");
+        }
+    }
+
+    #[test]
+    fn a_backend_without_a_provider_is_refused() {
+        let p = problems("rootDomain: cx.example.com\nplatformNamespace: p\ncache: {url: 'redis://r:6379'}\n");
+        assert_eq!(p, vec!["cache: this version of cx-operator has no provider for this backend; remove the section".to_string()]);
+    }
+
+    #[test]
+    fn missing_required_fields_are_named() {
+        let p = problems("namespacePrefix: t-\n");
+        assert!(p.contains(&"rootDomain: is required".to_string()), "{p:?}");
+        assert!(p.contains(&"platformNamespace: is required".to_string()), "{p:?}");
+    }
+
+    #[test]
+    fn durations_parse_in_friendly_units() {
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("-5s").is_err());
+    }
+}

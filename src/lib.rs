@@ -1,0 +1,16 @@
+//! cx-operator: the tenant control plane of a multi-tenant customer-experience platform.
+//!
+//! Layout: [`api`] holds the custom resource types, [`config`] the operator
+//! configuration, [`controller`] one reconciler per kind, [`provider`] one module per
+//! external system behind a small trait, [`telemetry`] logs and metrics.
+
+pub mod api;
+pub mod config;
+pub mod controller;
+pub mod labels;
+pub mod operator;
+pub mod plan;
+pub mod provider;
+pub mod server;
+pub mod telemetry;
+pub mod tls;

@@ -1,0 +1,185 @@
+//! External systems behind small traits: identity, database, cache, observability
+//! and notifications.
+//!
+//! The Tenant controller calls every configured provisioner in the same way; an
+//! unconfigured one makes its condition report `NotConfigured` and is skipped.
+
+use std::{fmt, sync::Arc};
+
+use async_trait::async_trait;
+
+use crate::{
+    api::{
+        Tenant,
+        conditions::{Cond, reasons, types},
+    },
+    controller::tenant_desired::DesiredTenant,
+};
+
+/// The external systems a tenant is provisioned in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ProviderKind {
+    /// The identity realm (Keycloak).
+    Identity,
+    /// The database and its user (MongoDB).
+    Database,
+    /// The cache user (Redis).
+    Cache,
+    /// The Grafana data source's allowed hosts.
+    Grafana,
+}
+
+impl ProviderKind {
+    /// Every kind, in provisioning order.
+    pub const ALL: [ProviderKind; 4] = [ProviderKind::Identity, ProviderKind::Database, ProviderKind::Cache, ProviderKind::Grafana];
+
+    /// The Tenant condition this provider sets.
+    pub fn condition_type(self) -> &'static str {
+        match self {
+            ProviderKind::Identity => types::REALM_READY,
+            ProviderKind::Database => types::DATABASE_READY,
+            ProviderKind::Cache => types::CACHE_READY,
+            ProviderKind::Grafana => types::GRAFANA_READY,
+        }
+    }
+
+    /// The operator configuration key of this backend.
+    pub fn config_key(self) -> &'static str {
+        match self {
+            ProviderKind::Identity => "identity",
+            ProviderKind::Database => "database",
+            ProviderKind::Cache => "cache",
+            ProviderKind::Grafana => "grafana",
+        }
+    }
+
+    /// The condition reported when the backend is not configured.
+    pub fn not_configured(self) -> Cond {
+        Cond::ok(
+            self.condition_type(),
+            reasons::NOT_CONFIGURED,
+            format!("no {} backend is configured; this step is skipped", self.config_key()),
+        )
+    }
+}
+
+/// An external object a provider would create, as `cx-operator plan` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PlannedObject {
+    /// What kind of object (`realm`, `database`, `aclUser` ...).
+    pub kind: String,
+    /// Its name in the backend.
+    pub name: String,
+    /// Its settings, without any credential.
+    pub settings: serde_json::Value,
+}
+
+/// What a provider did for a tenant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Provisioned {
+    /// The condition to report (True when everything is in place).
+    pub condition: Cond,
+    /// Human-readable operations performed (empty when nothing had to change); each
+    /// becomes an Event on the Tenant.
+    pub operations: Vec<String>,
+}
+
+/// A provider failure, classified so the controller knows whether to retry.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// The backend was unreachable, slow or answered with a server error: retry with
+    /// backoff.
+    #[error("{backend} unavailable: {message}")]
+    Unavailable {
+        /// The backend.
+        backend: &'static str,
+        /// What happened (no credentials).
+        message: String,
+    },
+    /// An object with the tenant's name exists and belongs to something else.
+    #[error("{backend} conflict: {message}")]
+    Conflict {
+        /// The backend.
+        backend: &'static str,
+        /// What is in the way.
+        message: String,
+    },
+    /// The backend refused the request for a reason retrying cannot fix.
+    #[error("{backend} refused: {message}")]
+    Refused {
+        /// The backend.
+        backend: &'static str,
+        /// Why.
+        message: String,
+    },
+}
+
+impl ProviderError {
+    /// Whether retrying later can succeed without a spec change.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ProviderError::Unavailable { .. })
+    }
+
+    /// The condition reason for this error.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ProviderError::Unavailable { .. } => reasons::BACKEND_UNAVAILABLE,
+            ProviderError::Conflict { .. } => reasons::CONFLICT,
+            ProviderError::Refused { .. } => reasons::INVALID_SPEC,
+        }
+    }
+}
+
+/// One external system a tenant is provisioned in.
+#[async_trait]
+pub trait Provisioner: Send + Sync {
+    /// Which system this is.
+    fn kind(&self) -> ProviderKind;
+
+    /// The external objects the tenant would get; pure, for `cx-operator plan`.
+    fn plan(&self, tenant: &Tenant, desired: &DesiredTenant) -> Vec<PlannedObject>;
+
+    /// Makes the backend match the desired state (including `desired.active`), writing
+    /// only where it differs.
+    async fn ensure(&self, tenant: &Tenant, desired: &DesiredTenant) -> Result<Provisioned, ProviderError>;
+
+    /// Removes everything of the tenant from the backend; "already gone" is success.
+    async fn delete(&self, tenant: &Tenant, desired: &DesiredTenant) -> Result<Vec<String>, ProviderError>;
+}
+
+/// The configured provisioners.
+#[derive(Clone, Default)]
+pub struct Providers {
+    provisioners: Vec<Arc<dyn Provisioner>>,
+}
+
+impl fmt::Debug for Providers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.provisioners.iter().map(|p| p.kind())).finish()
+    }
+}
+
+impl Providers {
+    /// Adds a provisioner, replacing any of the same kind.
+    pub fn with(mut self, provisioner: Arc<dyn Provisioner>) -> Self {
+        self.provisioners.retain(|p| p.kind() != provisioner.kind());
+        self.provisioners.push(provisioner);
+        self.provisioners.sort_by_key(|p| ProviderKind::ALL.iter().position(|k| *k == p.kind()));
+        self
+    }
+
+    /// The provisioner of a kind, when configured.
+    pub fn get(&self, kind: ProviderKind) -> Option<&Arc<dyn Provisioner>> {
+        self.provisioners.iter().find(|p| p.kind() == kind)
+    }
+
+    /// Every configured provisioner, in provisioning order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn Provisioner>> {
+        self.provisioners.iter()
+    }
+
+    /// The kinds that are not configured, in provisioning order.
+    pub fn unconfigured(&self) -> impl Iterator<Item = ProviderKind> + '_ {
+        ProviderKind::ALL.into_iter().filter(|k| self.get(*k).is_none())
+    }
+}

@@ -1,0 +1,117 @@
+//! Structured logs and Prometheus metrics.
+
+use std::sync::Arc;
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+use tracing_subscriber::{EnvFilter, prelude::*};
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Installs the global log subscriber. `RUST_LOG` overrides the default filter.
+pub fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn,tower=warn,hyper=warn"));
+    let registry = tracing_subscriber::registry().with(filter);
+    let result = match format {
+        LogFormat::Json => registry.with(tracing_subscriber::fmt::layer().json().flatten_event(true)).try_init(),
+        LogFormat::Text => registry.with(tracing_subscriber::fmt::layer()).try_init(),
+    };
+    // A subscriber installed earlier (tests run several operators in one process) wins.
+    drop(result);
+}
+
+/// Labels of per-controller metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ControllerLabels {
+    /// The controller (`tenant`, `agent`, `capabilityquota`).
+    pub controller: String,
+}
+
+/// Labels of error metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// The controller.
+    pub controller: String,
+    /// The error's reason (a condition reason).
+    pub reason: String,
+}
+
+/// The operator's metrics.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    /// Reconciles started, per controller.
+    pub reconciles: Family<ControllerLabels, Counter>,
+    /// Reconcile errors, per controller and reason.
+    pub errors: Family<ErrorLabels, Counter>,
+    /// Reconcile durations in seconds, per controller.
+    pub duration: Family<ControllerLabels, Histogram>,
+    /// 1 while this instance holds the leader lease.
+    pub leader: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let reconciles = Family::<ControllerLabels, Counter>::default();
+        let errors = Family::<ErrorLabels, Counter>::default();
+        let duration = Family::<ControllerLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+        });
+        let leader = Gauge::default();
+        let mut registry = Registry::with_prefix("cx_operator");
+        registry.register("reconciles", "Reconciles started", reconciles.clone());
+        registry.register("reconcile_errors", "Reconcile errors by reason", errors.clone());
+        registry.register("reconcile_duration_seconds", "Reconcile duration", duration.clone());
+        registry.register("leader", "1 while this instance holds the leader lease", leader.clone());
+        Self { registry: Arc::new(registry), reconciles, errors, duration, leader }
+    }
+}
+
+impl Metrics {
+    /// Counts a reconcile and returns a guard that records its duration when dropped.
+    pub fn reconcile_started(&self, controller: &str) -> DurationGuard {
+        let labels = ControllerLabels { controller: controller.to_string() };
+        self.reconciles.get_or_create(&labels).inc();
+        DurationGuard { histogram: self.duration.get_or_create(&labels).clone(), start: std::time::Instant::now() }
+    }
+
+    /// Counts a reconcile error.
+    pub fn reconcile_failed(&self, controller: &str, reason: &str) {
+        self.errors.get_or_create(&ErrorLabels { controller: controller.into(), reason: reason.into() }).inc();
+    }
+
+    /// Reconciles started by a controller so far.
+    pub fn reconcile_count(&self, controller: &str) -> u64 {
+        self.reconciles.get_or_create(&ControllerLabels { controller: controller.into() }).get()
+    }
+
+    /// The metrics in the OpenMetrics text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Records a reconcile's duration when dropped.
+pub struct DurationGuard {
+    histogram: Histogram,
+    start: std::time::Instant,
+}
+
+impl Drop for DurationGuard {
+    fn drop(&mut self) {
+        self.histogram.observe(self.start.elapsed().as_secs_f64());
+    }
+}

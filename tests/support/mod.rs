@@ -1,0 +1,8 @@
+//! Test support: a fake Kubernetes API server, a CRD schema validator, and the
+//! harness that runs the operator against either the fake or a real cluster.
+#![allow(dead_code)]
+
+pub mod cluster;
+pub mod fake_apiserver;
+pub mod recording_provider;
+pub mod schema;
