@@ -39,3 +39,35 @@ pub async fn serve(
     tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
     axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::{body::Body, http::Request};
+    use tower::ServiceExt;
+
+    async fn get(router: Router, path: &str) -> (StatusCode, String) {
+        let response = router.oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn endpoints_answer() {
+        let metrics = Metrics::default();
+        drop(metrics.reconcile_started("tenant"));
+        metrics.reconcile_failed("tenant", "ApiError");
+        let (ready_tx, ready) = watch::channel(false);
+        let app = router(metrics, ready);
+        assert_eq!(get(app.clone(), "/healthz").await.0, StatusCode::OK);
+        assert_eq!(get(app.clone(), "/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
+        ready_tx.send(true).unwrap();
+        assert_eq!(get(app.clone(), "/readyz").await.0, StatusCode::OK);
+        let (status, body) = get(app, "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("cx_operator_reconciles_total{controller=\"tenant\"} 1"), "{body}");
+        assert!(body.contains("cx_operator_reconcile_errors_total{controller=\"tenant\",reason=\"ApiError\"} 1"), "{body}");
+        assert!(body.contains("cx_operator_reconcile_duration_seconds_count{controller=\"tenant\"} 1"), "{body}");
+    }
+}

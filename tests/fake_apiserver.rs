@@ -724,6 +724,10 @@ async fn custom_resources_are_defaulted_validated_and_pruned() {
     let w = widgets.create(&PostParams::default(), &widget("p", json!({"bogus": true}))).await.unwrap();
     assert!(w.data["spec"].get("bogus").is_none(), "unknown fields are pruned");
 
+    let metadata = json!({"metadata": {"labels": {"a": "b"}, "annotations": {"x/y": "z"}, "finalizers": ["example.com/f"]}});
+    let strict_merge = PatchParams::default().validation_strict();
+    let w = widgets.patch("p", &strict_merge, &Patch::Merge(metadata)).await.expect("metadata is never an unknown field");
+    assert_eq!(w.finalizers(), ["example.com/f".to_string()]);
     let strict = PatchParams::apply("strict").validation_strict();
     let config = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "s"}, "spec": {"bogus": 1}});
     let err = api_error(widgets.patch("s", &strict, &Patch::Apply(config)).await.unwrap_err());
@@ -929,11 +933,14 @@ async fn aggregated_discovery_and_built_in_defaults() {
     assert_eq!(container.image_pull_policy.as_deref(), Some("Always"));
 }
 
+/// Method, path, headers, body and the expected status code.
+type RawCase<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str, u16);
+
 #[tokio::test]
 async fn malformed_requests_get_4xx_statuses() {
     let (_server, client) = setup().await;
     let json = [("Content-Type", "application/json")];
-    let cases: [(&str, &str, &[(&str, &str)], &str, u16); 8] = [
+    let cases: [RawCase; 8] = [
         ("POST", "/api/v1/namespaces/default/configmaps", &json, "{not json", 400),
         ("POST", "/api/v1/namespaces/default/configmaps", &json, r#"{"metadata":{"name":"x","labels":"oops"}}"#, 400),
         ("POST", "/api/v1/namespaces/default/configmaps", &json, r#"{"kind":"Secret","metadata":{"name":"x"}}"#, 400),
@@ -950,9 +957,28 @@ async fn malformed_requests_get_4xx_statuses() {
     let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
     cms.create(&PostParams::default(), &cm("x", json!({}))).await.unwrap();
     let root = [("Content-Type", "application/json-patch+json")];
-    let (got, _) = raw(&client, "PATCH", "/api/v1/namespaces/default/configmaps/x", &root, r#"[{"op":"replace","path":"","value":[1]}]"#).await;
+    let (got, _) =
+        raw(&client, "PATCH", "/api/v1/namespaces/default/configmaps/x", &root, r#"[{"op":"replace","path":"","value":[1]}]"#).await;
     assert_eq!(got, 400, "a patch that replaces the object with a list is refused");
     let (got, _) = raw(&client, "PATCH", "/api/v1/namespaces/default/configmaps/x", &root, r#"[{"op":"remove","path":"/nope"}]"#).await;
     assert_eq!(got, 422);
     assert!(cms.get("x").await.is_ok(), "the server still answers");
+}
+
+#[tokio::test]
+async fn kube_runtime_event_recorder_publishes_and_updates_series() {
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    let (_server, client) = setup().await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    let subject = cms.create(&PostParams::default(), &cm("subject", json!({}))).await.unwrap();
+    let recorder = Recorder::new(client.clone(), Reporter { controller: "cx-test".into(), instance: None });
+    let event = Event { type_: EventType::Normal, reason: "Synced".into(), note: Some("ok".into()), action: "Sync".into(), secondary: None };
+    let reference = subject.object_ref(&());
+    recorder.publish(&event, &reference).await.unwrap();
+    recorder.publish(&event, &reference).await.unwrap();
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::default_namespaced(client);
+    let list = events.list(&ListParams::default()).await.unwrap();
+    assert_eq!(list.items.len(), 1);
+    assert_eq!(list.items[0].series.as_ref().map(|s| s.count), Some(2));
+    assert_eq!(list.items[0].regarding.as_ref().and_then(|r| r.name.as_deref()), Some("subject"));
 }

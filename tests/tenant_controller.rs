@@ -481,3 +481,31 @@ async fn an_agent_outside_a_tenant_namespace_is_not_provisioned() {
     op.stop().await.unwrap();
     cluster.cleanup().await;
 }
+
+#[tokio::test]
+async fn losing_the_lease_stops_reconciling() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let cluster = TestCluster::start().await;
+    let config = cluster.config();
+    let (op, _) = cluster.operator(config.clone(), Providers::default(), "holder").await;
+    let mut lead = op.leadership();
+    tokio::time::timeout(LIMIT, lead.wait_for(|l| *l)).await.expect("becomes leader").unwrap();
+
+    // Another party takes the lease over for a long time.
+    let leases: Api<Lease> = Api::namespaced(cluster.client.clone(), &cluster.platform_namespace());
+    let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+    let steal = json!({"spec": {"holderIdentity": "intruder", "leaseDurationSeconds": 300, "acquireTime": now, "renewTime": now}});
+    leases.patch(&config.leader_election.lease_name, &PatchParams::default(), &Patch::Merge(&steal)).await.unwrap();
+    tokio::time::timeout(LIMIT, lead.wait_for(|l| !*l)).await.expect("notices the loss").unwrap();
+    assert_eq!(op.metrics.render().lines().find(|l| l.starts_with("cx_operator_leader ")), Some("cx_operator_leader 0"));
+
+    let before = op.metrics.reconcile_count("tenant");
+    let tenant = cluster.tenant("unserved", TestCluster::minimal_spec());
+    cluster.create_tenant(&tenant).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let api: Api<Tenant> = Api::all(cluster.client.clone());
+    assert!(api.get(&tenant.name_any()).await.unwrap().status.is_none(), "no reconcile without the lease");
+    assert_eq!(op.metrics.reconcile_count("tenant"), before);
+    op.stop().await.unwrap();
+    cluster.cleanup().await;
+}

@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{Activation, SecretKeyRef, SecretReference, UsageFigure};
 
+/// Annotation whose fresh value asks the operator to rotate the tenant's generated
+/// credentials once (database and cache passwords).
+pub const ROTATE_CREDENTIALS_ANNOTATION: &str = "cx-operator.io/rotate-credentials";
+
 /// A tenant of the customer-experience platform. `metadata.name` is the tenant id: a
 /// DNS label of at most 40 characters, used for every derived name and never changed.
 #[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -343,6 +347,9 @@ pub struct TenantStatus {
     /// The Secrets holding the tenant's generated credentials.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub credentials: BTreeMap<String, SecretReference>,
+    /// The last handled value of the `cx-operator.io/rotate-credentials` annotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_credential_rotation: Option<String>,
     /// Usage summary, from the tenant's CapabilityQuota.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<TenantUsage>,

@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod diff;
 pub mod quota;
+pub mod secrets;
 pub mod tenant;
 pub mod tenant_desired;
 

@@ -23,17 +23,17 @@ use kube::{
 };
 use serde_json::json;
 
-use super::{Applied, Context, Error, apply, tenant_desired};
+use super::{Applied, Context, Error, apply, secrets, tenant_desired};
 use crate::{
     api::{
         CapabilityQuota, CapabilityQuotaSpec, Tenant, TenantPhase, TenantStatus,
-        common::UsageFigure,
+        common::{SecretReference, UsageFigure},
         conditions::{self, Cond, reasons, types},
         quota::Capability,
-        tenant::{DeletionPolicy, TenantUsage},
+        tenant::{DeletionPolicy, ROTATE_CREDENTIALS_ANNOTATION, TenantUsage},
     },
     labels::{FIELD_MANAGER, TENANT_FINALIZER},
-    provider::ProviderKind,
+    provider::{ProviderKind, TenantRequest},
     tls,
 };
 
@@ -71,6 +71,7 @@ pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action,
 struct Outcome {
     conditions: Vec<Cond>,
     operations: Vec<String>,
+    credentials: Vec<(&'static str, String)>,
     error: Option<Error>,
     recheck_at: Option<Timestamp>,
 }
@@ -119,7 +120,12 @@ async fn provision(tenant: Arc<Tenant>, ctx: &Context) -> Result<Action, Error> 
     let mut conditions = vec![ready];
     conditions.append(&mut outcome.conditions);
     let previous = tenant.status.clone().unwrap_or_default();
-    let status = next_status(&tenant, Some(&desired), conditions, phase, ctx, now);
+    let mut status = next_status(&tenant, Some(&desired), conditions, phase, ctx, now);
+    record_credentials(&mut status, &tenant, &desired.names.namespace, &outcome);
+    if rotation_requested(&tenant).is_some() && status.last_credential_rotation != previous.last_credential_rotation {
+        let note = "rotated the generated credentials of every backend; the old passwords no longer work".to_string();
+        ctx.event(tenant.as_ref(), EventType::Normal, "CredentialsRotated", "Rotate", note).await;
+    }
     if write_status(&tenant, status.clone(), ctx).await? {
         transition_events(&tenant, &previous, &status, ctx).await;
     }
@@ -231,19 +237,31 @@ async fn domain_step(desired: &tenant_desired::DesiredTenant, ctx: &Context, now
 }
 
 async fn provider_steps(tenant: &Tenant, desired: &tenant_desired::DesiredTenant, ctx: &Context, out: &mut Outcome) {
+    let secrets = secrets::TenantSecrets::new(ctx.client.clone(), tenant, &desired.names.namespace);
+    let request = TenantRequest { tenant, desired, secrets: &secrets, rotate: rotation_requested(tenant).is_some() };
     for kind in ProviderKind::ALL {
         let Some(provider) = ctx.providers.get(kind) else {
             out.conditions.push(kind.not_configured());
             continue;
         };
-        match provider.ensure(tenant, desired).await {
+        match provider.ensure(&request).await {
             Ok(done) => {
                 out.operations.extend(done.operations);
                 out.conditions.push(done.condition);
+                if let Some(name) = done.credentials {
+                    out.credentials.push((kind.config_key(), name));
+                }
             }
             Err(e) => out.fail(kind.condition_type(), e.into()),
         }
     }
+}
+
+/// The value of the rotate-credentials annotation when it was not handled yet.
+fn rotation_requested(tenant: &Tenant) -> Option<String> {
+    let value = tenant.annotations().get(ROTATE_CREDENTIALS_ANNOTATION)?;
+    let handled = tenant.status.as_ref().and_then(|s| s.last_credential_rotation.as_ref());
+    (handled != Some(value)).then(|| value.clone())
 }
 
 fn record(out: &mut Outcome, applied: Applied, kind: &str, name: &str) {
@@ -297,6 +315,19 @@ fn next_status(
         status.usage = usage(&d.names.namespace, ctx);
     }
     status
+}
+
+/// Records the Secrets the providers reported and, when every step succeeded, the
+/// rotation that was handled.
+fn record_credentials(status: &mut TenantStatus, tenant: &Tenant, namespace: &str, out: &Outcome) {
+    for (backend, name) in &out.credentials {
+        status.credentials.insert(backend.to_string(), SecretReference { namespace: namespace.to_string(), name: name.clone() });
+    }
+    if out.error.is_none()
+        && let Some(value) = rotation_requested(tenant)
+    {
+        status.last_credential_rotation = Some(value);
+    }
 }
 
 /// The agents and storage summary from the tenant's CapabilityQuotas.
@@ -384,8 +415,10 @@ async fn cleanup(tenant: Arc<Tenant>, ctx: &Context) -> Result<Action, Error> {
     }
     match tenant.spec.deletion_policy {
         DeletionPolicy::Delete => {
+            let secrets = secrets::TenantSecrets::new(ctx.client.clone(), &tenant, &desired.names.namespace);
+            let request = TenantRequest { tenant: &tenant, desired: &desired, secrets: &secrets, rotate: false };
             for provider in ctx.providers.iter() {
-                for op in provider.delete(&tenant, &desired).await? {
+                for op in provider.delete(&request).await? {
                     ctx.event(tenant.as_ref(), EventType::Normal, "Deleted", "Delete", op).await;
                 }
             }

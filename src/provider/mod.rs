@@ -4,7 +4,12 @@
 //! The Tenant controller calls every configured provisioner in the same way; an
 //! unconfigured one makes its condition report `NotConfigured` and is skipped.
 
-use std::{fmt, sync::Arc};
+pub mod keycloak;
+pub mod mongodb;
+pub mod password;
+pub mod redis;
+
+use std::{collections::BTreeMap, fmt, sync::Arc};
 
 use async_trait::async_trait;
 
@@ -80,8 +85,40 @@ pub struct Provisioned {
     /// The condition to report (True when everything is in place).
     pub condition: Cond,
     /// Human-readable operations performed (empty when nothing had to change); each
-    /// becomes an Event on the Tenant.
+    /// becomes an Event on the Tenant. Never contains a credential.
     pub operations: Vec<String>,
+    /// The Secret (in the tenant namespace) holding the credentials this provider
+    /// generated, published in the Tenant's status by name only.
+    pub credentials: Option<String>,
+}
+
+impl Provisioned {
+    /// A result with a condition and operations, and no credentials Secret.
+    pub fn new(condition: Cond, operations: Vec<String>) -> Self {
+        Self { condition, operations, credentials: None }
+    }
+}
+
+/// Secrets in the tenant namespace, where providers keep generated credentials.
+/// Written Secrets are labelled and owned by the Tenant.
+#[async_trait]
+pub trait SecretStore: Send + Sync {
+    /// The string data of a Secret, or None when it does not exist.
+    async fn read(&self, name: &str) -> Result<Option<BTreeMap<String, String>>, ProviderError>;
+    /// Creates or replaces a Secret's data.
+    async fn write(&self, name: &str, data: BTreeMap<String, String>) -> Result<(), ProviderError>;
+}
+
+/// Everything a provider gets for one tenant.
+pub struct TenantRequest<'a> {
+    /// The Tenant.
+    pub tenant: &'a Tenant,
+    /// Its desired state (names, whether it is active).
+    pub desired: &'a DesiredTenant,
+    /// Secrets in the tenant namespace.
+    pub secrets: &'a dyn SecretStore,
+    /// Whether generated credentials must be replaced now (a rotation was asked for).
+    pub rotate: bool,
 }
 
 /// A provider failure, classified so the controller knows whether to retry.
@@ -141,10 +178,10 @@ pub trait Provisioner: Send + Sync {
 
     /// Makes the backend match the desired state (including `desired.active`), writing
     /// only where it differs.
-    async fn ensure(&self, tenant: &Tenant, desired: &DesiredTenant) -> Result<Provisioned, ProviderError>;
+    async fn ensure(&self, request: &TenantRequest<'_>) -> Result<Provisioned, ProviderError>;
 
     /// Removes everything of the tenant from the backend; "already gone" is success.
-    async fn delete(&self, tenant: &Tenant, desired: &DesiredTenant) -> Result<Vec<String>, ProviderError>;
+    async fn delete(&self, request: &TenantRequest<'_>) -> Result<Vec<String>, ProviderError>;
 }
 
 /// The configured provisioners.

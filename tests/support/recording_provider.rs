@@ -13,7 +13,7 @@ use cx_operator::{
         conditions::{Cond, reasons},
     },
     controller::tenant_desired::DesiredTenant,
-    provider::{PlannedObject, ProviderError, ProviderKind, Provisioned, Provisioner},
+    provider::{PlannedObject, ProviderError, ProviderKind, Provisioned, Provisioner, TenantRequest},
 };
 use kube::ResourceExt;
 
@@ -47,7 +47,8 @@ impl Provisioner for RecordingProvider {
         vec![PlannedObject { kind: "realm".into(), name: tenant.name_any(), settings: serde_json::json!({}) }]
     }
 
-    async fn ensure(&self, tenant: &Tenant, desired: &DesiredTenant) -> Result<Provisioned, ProviderError> {
+    async fn ensure(&self, request: &TenantRequest<'_>) -> Result<Provisioned, ProviderError> {
+        let (tenant, desired) = (request.tenant, request.desired);
         self.ensures.fetch_add(1, Ordering::SeqCst);
         if self.down.load(Ordering::SeqCst) {
             return Err(ProviderError::Unavailable { backend: "identity", message: "connection refused".into() });
@@ -58,13 +59,11 @@ impl Provisioner for RecordingProvider {
         } else {
             vec![format!("realm {} {}", desired.names.realm, if desired.active { "enabled" } else { "disabled" })]
         };
-        Ok(Provisioned {
-            condition: Cond::ok(ProviderKind::Identity.condition_type(), reasons::PROVISIONED, "realm is in place"),
-            operations,
-        })
+        Ok(Provisioned::new(Cond::ok(ProviderKind::Identity.condition_type(), reasons::PROVISIONED, "realm is in place"), operations))
     }
 
-    async fn delete(&self, tenant: &Tenant, _desired: &DesiredTenant) -> Result<Vec<String>, ProviderError> {
+    async fn delete(&self, request: &TenantRequest<'_>) -> Result<Vec<String>, ProviderError> {
+        let tenant = request.tenant;
         if self.down.load(Ordering::SeqCst) {
             return Err(ProviderError::Unavailable { backend: "identity", message: "connection refused".into() });
         }

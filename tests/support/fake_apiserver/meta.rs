@@ -289,8 +289,9 @@ pub(crate) fn normalize(obj: &mut Value) -> Result<(), String> {
     };
     for (field, value) in map.iter() {
         let ok = match field.as_str() {
-            "name" | "namespace" | "generateName" | "uid" | "resourceVersion" | "creationTimestamp" | "deletionTimestamp"
-            | "selfLink" => value.is_string(),
+            "name" | "namespace" | "generateName" | "uid" | "resourceVersion" | "creationTimestamp" | "deletionTimestamp" | "selfLink" => {
+                value.is_string()
+            }
             "generation" | "deletionGracePeriodSeconds" => value.is_i64(),
             "labels" | "annotations" => value.as_object().is_some_and(|m| m.values().all(Value::is_string)),
             "finalizers" => value.as_array().is_some_and(|a| a.iter().all(Value::is_string)),

@@ -105,7 +105,8 @@ pub(crate) fn start(shared: &Arc<Shared>, t: &Target, params: &Params, format: F
             Some(rv.parse().map_err(|_| ApiError::bad_request(format!("resourceVersion: Invalid value: {rv:?}: must be a number")))?)
         }
     };
-    let timeout = params.number("timeoutSeconds")?.filter(|s| *s > 0).map(|s| Duration::from_secs((s as u64).min(86_400))).unwrap_or(DEFAULT_TIMEOUT);
+    let timeout =
+        params.number("timeoutSeconds")?.filter(|s| *s > 0).map(|s| Duration::from_secs((s as u64).min(86_400))).unwrap_or(DEFAULT_TIMEOUT);
     let renderer = Renderer { target: t.clone(), filter, format };
     let (out, body) = body_channel::unbounded::<Line>();
     let (tx, rx) = mpsc::unbounded_channel::<Event>();

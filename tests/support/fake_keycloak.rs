@@ -1,0 +1,1 @@
+//! Fake Keycloak: being written.
