@@ -46,10 +46,10 @@ pub struct Config {
     pub identity: Option<BackendConfig>,
     /// Database backend (MongoDB).
     #[serde(default)]
-    pub database: Option<BackendConfig>,
+    pub database: Option<DatabaseConfig>,
     /// Cache backend (Redis).
     #[serde(default)]
-    pub cache: Option<BackendConfig>,
+    pub cache: Option<CacheConfig>,
     /// Observability backend (Grafana).
     #[serde(default)]
     pub grafana: Option<BackendConfig>,
@@ -59,6 +59,76 @@ pub struct Config {
     /// Platform licence: caps on the sum over all tenants.
     #[serde(default)]
     pub licence: Option<Licence>,
+    /// Namespace of the operator itself, where backend credential Secrets live;
+    /// defaults to `POD_NAMESPACE`, then `cx-operator`.
+    #[serde(default)]
+    pub operator_namespace: Option<String>,
+}
+
+/// The cache backend (Redis): every node gets the same ACL users.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Node URLs (`redis://host:port` or `rediss://host:port`): primaries, replicas and
+    /// cluster nodes alike, since ACL users are per node.
+    pub nodes: Vec<String>,
+    /// Secret in the operator namespace with the admin `password` (and optional
+    /// `username`); absent connects without authentication.
+    #[serde(default)]
+    pub credentials_secret: Option<String>,
+    /// Secret in the operator namespace with a CA certificate (`ca.crt`) for `rediss://`.
+    #[serde(default)]
+    pub ca_secret: Option<String>,
+    /// Key prefix of a tenant; `{tenant}` is the tenant id.
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+    /// ACL rules of a tenant's user; `{prefix}` is its key prefix.
+    #[serde(default = "default_acl_rules")]
+    pub acl_rules: Vec<String>,
+    /// Whether to run `ACL SAVE` after changes (servers with an ACL file).
+    #[serde(default)]
+    pub acl_save: bool,
+    /// Keys sampled to estimate a tenant's cache memory.
+    #[serde(default = "default_usage_sample")]
+    pub usage_sample: usize,
+    /// Keys removed per batch when a tenant's keys are deleted.
+    #[serde(default = "default_purge_batch")]
+    pub purge_batch: usize,
+}
+
+fn default_key_prefix() -> String {
+    "{tenant}:".into()
+}
+fn default_acl_rules() -> Vec<String> {
+    ["~{prefix}*", "&{prefix}*", "+@all", "-@admin", "-@dangerous"].map(String::from).to_vec()
+}
+fn default_usage_sample() -> usize {
+    100
+}
+fn default_purge_batch() -> usize {
+    1000
+}
+
+/// The database backend (MongoDB).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// Secret in the operator namespace whose `uri` key holds the admin connection
+    /// string (it carries credentials, so it never appears in this file).
+    pub uri_secret: String,
+    /// Database name of a tenant; `{tenant}` is the tenant id, hyphens become `_`.
+    #[serde(default = "default_database_name")]
+    pub database_name: String,
+    /// Roles of the tenant's user on its database.
+    #[serde(default = "default_database_roles")]
+    pub roles: Vec<String>,
+}
+
+fn default_database_name() -> String {
+    "cx_{tenant}".into()
+}
+fn default_database_roles() -> Vec<String> {
+    vec!["readWrite".into(), "dbAdmin".into()]
 }
 
 fn default_namespace_prefix() -> String {
@@ -413,6 +483,24 @@ impl Config {
         if let Some(selector) = &self.sharding.tenant_selector {
             check(!selector.trim().is_empty(), "sharding.tenantSelector", "must not be empty when set");
         }
+        if let Some(cache) = &self.cache {
+            check(!cache.nodes.is_empty(), "cache.nodes", "must name at least one node");
+            for (i, node) in cache.nodes.iter().enumerate() {
+                let ok = node.starts_with("redis://") || node.starts_with("rediss://");
+                check(ok, &format!("cache.nodes[{i}]"), "must be a redis:// or rediss:// URL");
+            }
+            check(cache.key_prefix.contains("{tenant}"), "cache.keyPrefix", "must contain {tenant}, or tenants would share keys");
+            check(cache.acl_rules.iter().any(|r| r.contains("{prefix}")), "cache.aclRules", "must limit keys to {prefix}");
+            check(cache.purge_batch > 0, "cache.purgeBatch", "must be at least 1");
+        }
+        if let Some(db) = &self.database {
+            check(
+                db.database_name.contains("{tenant}"),
+                "database.databaseName",
+                "must contain {tenant}, or tenants would share a database",
+            );
+            check(!db.roles.is_empty(), "database.roles", "must name at least one role");
+        }
         for (name, backend) in self.backends() {
             if let Some(b) = backend {
                 let scheme_ok = b.url.split(',').all(|u| u.trim().contains("://"));
@@ -433,14 +521,8 @@ impl Config {
     }
 
     /// The backend sections by their config key.
-    pub fn backends(&self) -> [(&'static str, Option<&BackendConfig>); 5] {
-        [
-            ("identity", self.identity.as_ref()),
-            ("database", self.database.as_ref()),
-            ("cache", self.cache.as_ref()),
-            ("grafana", self.grafana.as_ref()),
-            ("notifications", self.notifications.as_ref()),
-        ]
+    pub fn backends(&self) -> [(&'static str, Option<&BackendConfig>); 3] {
+        [("identity", self.identity.as_ref()), ("grafana", self.grafana.as_ref()), ("notifications", self.notifications.as_ref())]
     }
 
     /// A configuration for offline use (`cx-operator plan` without `--config`).
@@ -473,7 +555,10 @@ fn section_problems(value: &serde_yaml_ng::Value) -> Vec<Problem> {
             "reconcile" => check::<ReconcileConfig>(section, key),
             "leaderElection" => check::<LeaderElectionConfig>(section, key),
             "sharding" => check::<ShardingConfig>(section, key),
-            "identity" | "database" | "cache" | "grafana" | "notifications" => check::<Option<BackendConfig>>(section, key),
+            "identity" | "grafana" | "notifications" => check::<Option<BackendConfig>>(section, key),
+            "cache" => check::<Option<CacheConfig>>(section, key),
+            "database" => check::<Option<DatabaseConfig>>(section, key),
+            "operatorNamespace" => check::<Option<String>>(section, key),
             "licence" => check::<Option<Licence>>(section, key),
             other => Err(Problem { path: other.into(), message: "unknown field".into() }),
         };
@@ -569,8 +654,24 @@ mod tests {
 
     #[test]
     fn a_backend_without_a_provider_is_refused() {
-        let p = problems("rootDomain: cx.example.com\nplatformNamespace: p\ncache: {url: 'redis://r:6379'}\n");
-        assert_eq!(p, vec!["cache: this version of cx-operator has no provider for this backend; remove the section".to_string()]);
+        let p = problems("rootDomain: cx.example.com\nplatformNamespace: p\ngrafana: {url: 'https://grafana:3000'}\n");
+        assert_eq!(p, vec!["grafana: this version of cx-operator has no provider for this backend; remove the section".to_string()]);
+    }
+
+    #[test]
+    fn data_backends_are_checked() {
+        let p = problems(
+            "rootDomain: cx.example.com\nplatformNamespace: p\ncache: {nodes: ['http://r'], keyPrefix: 'shared:'}\ndatabase: {uriSecret: m, databaseName: cx}\n",
+        );
+        for path in ["cache.nodes[0]:", "cache.keyPrefix:", "database.databaseName:"] {
+            assert!(p.iter().any(|m| m.starts_with(path)), "missing {path} in {p:?}");
+        }
+        let c = Config::parse(
+            "rootDomain: cx.example.com\nplatformNamespace: p\ncache: {nodes: ['redis://r:6379']}\ndatabase: {uriSecret: m}\n",
+        )
+        .unwrap();
+        assert_eq!(c.cache.unwrap().acl_rules[0], "~{prefix}*");
+        assert_eq!(c.database.unwrap().roles, ["readWrite", "dbAdmin"]);
     }
 
     #[test]

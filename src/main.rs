@@ -9,7 +9,7 @@ use cx_operator::{
     config::{Config, ConfigError},
     operator::{self, Operator},
     plan,
-    provider::Providers,
+    provider::setup,
     server,
     telemetry::{self, LogFormat},
 };
@@ -127,7 +127,9 @@ fn print_plan(file: &std::path::Path, config: Option<&std::path::Path>, output: 
     };
     let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let tenant: Tenant = serde_yaml_ng::from_str(&text).with_context(|| format!("{} is not a valid Tenant", file.display()))?;
-    let plan = plan::plan(&tenant, &config, &Providers::default(), jiff::Timestamp::now())?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let providers = runtime.block_on(setup::for_plan(&config))?;
+    let plan = plan::plan(&tenant, &config, &providers, jiff::Timestamp::now())?;
     match output {
         Output::Yaml => print!("{}", serde_yaml_ng::to_string(&plan)?),
         Output::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
@@ -142,7 +144,9 @@ fn run(config_path: &std::path::Path, metrics_addr: SocketAddr, log_format: LogF
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
-        let operator = Operator::start(client, config, Providers::default(), identity.clone());
+        let providers = setup::from_config(&client, &config).await.context("setting up the backends")?;
+        tracing::info!(?providers, "backends configured");
+        let operator = Operator::start(client, config, providers, identity.clone());
         tracing::info!(identity, "cx-operator started");
         let (ready_tx, ready_rx) = tokio::sync::watch::channel(true);
         let router = server::router(operator.metrics.clone(), ready_rx);

@@ -33,7 +33,11 @@ fn plan_works_with_the_built_in_configuration_and_yaml_output() {
 fn plan_refuses_an_invalid_tenant_naming_the_problem() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.yaml");
-    std::fs::write(&path, "apiVersion: cx-operator.io/v1alpha1\nkind: Tenant\nmetadata: {name: acme}\nspec: {displayName: A, company: {name: A}}\n").unwrap();
+    std::fs::write(
+        &path,
+        "apiVersion: cx-operator.io/v1alpha1\nkind: Tenant\nmetadata: {name: acme}\nspec: {displayName: A, company: {name: A}}\n",
+    )
+    .unwrap();
     let out = cx(&["plan", "-f", path.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -44,7 +48,11 @@ fn plan_refuses_an_invalid_tenant_naming_the_problem() {
 fn check_config_lists_every_problem_with_its_path() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.yaml");
-    std::fs::write(&path, "rootDomain: nodots\nplatformNamespace: cx\nreconcile: {jitter: 5}\ningress: {paths: [{path: x, service: {name: web, port: 0}}]}\n").unwrap();
+    std::fs::write(
+        &path,
+        "rootDomain: nodots\nplatformNamespace: cx\nreconcile: {jitter: 5}\ningress: {paths: [{path: x, service: {name: web, port: 0}}]}\n",
+    )
+    .unwrap();
     let out = cx(&["check-config", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);

@@ -972,7 +972,8 @@ async fn kube_runtime_event_recorder_publishes_and_updates_series() {
     let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
     let subject = cms.create(&PostParams::default(), &cm("subject", json!({}))).await.unwrap();
     let recorder = Recorder::new(client.clone(), Reporter { controller: "cx-test".into(), instance: None });
-    let event = Event { type_: EventType::Normal, reason: "Synced".into(), note: Some("ok".into()), action: "Sync".into(), secondary: None };
+    let event =
+        Event { type_: EventType::Normal, reason: "Synced".into(), note: Some("ok".into()), action: "Sync".into(), secondary: None };
     let reference = subject.object_ref(&());
     recorder.publish(&event, &reference).await.unwrap();
     recorder.publish(&event, &reference).await.unwrap();

@@ -42,9 +42,8 @@ fn unavailable(action: &str, name: &str, e: kube::Error) -> ProviderError {
 impl SecretStore for TenantSecrets {
     async fn read(&self, name: &str) -> Result<Option<BTreeMap<String, String>>, ProviderError> {
         let secret = self.api.get_opt(name).await.map_err(|e| unavailable("reading", name, e))?;
-        Ok(secret.map(|s| {
-            s.data.unwrap_or_default().into_iter().filter_map(|(k, v)| String::from_utf8(v.0).ok().map(|v| (k, v))).collect()
-        }))
+        Ok(secret
+            .map(|s| s.data.unwrap_or_default().into_iter().filter_map(|(k, v)| String::from_utf8(v.0).ok().map(|v| (k, v))).collect()))
     }
 
     async fn write(&self, name: &str, data: BTreeMap<String, String>) -> Result<(), ProviderError> {

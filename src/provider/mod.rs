@@ -4,10 +4,12 @@
 //! The Tenant controller calls every configured provisioner in the same way; an
 //! unconfigured one makes its condition report `NotConfigured` and is skipped.
 
+pub mod data;
 pub mod keycloak;
 pub mod mongodb;
 pub mod password;
 pub mod redis;
+pub mod setup;
 
 use std::{collections::BTreeMap, fmt, sync::Arc};
 
