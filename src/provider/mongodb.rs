@@ -257,15 +257,15 @@ async fn bounded<T>(call: impl Future<Output = mongodb::error::Result<T>>) -> Re
 #[async_trait]
 impl MongoBackend for DriverBackend {
     async fn run_command(&self, db: &str, command: Document) -> Result<Document, MongoError> {
-        bounded(self.client.database(db).run_command(command).into_future()).await
+        bounded(async { self.client.database(db).run_command(command).await }).await
     }
 
     async fn find_one(&self, db: &str, collection: &str, filter: Document) -> Result<Option<Document>, MongoError> {
-        bounded(self.client.database(db).collection::<Document>(collection).find_one(filter).into_future()).await
+        bounded(async { self.client.database(db).collection::<Document>(collection).find_one(filter).await }).await
     }
 
     async fn insert_one(&self, db: &str, collection: &str, document: Document) -> Result<(), MongoError> {
-        bounded(self.client.database(db).collection::<Document>(collection).insert_one(document).into_future()).await.map(|_| ())
+        bounded(async { self.client.database(db).collection::<Document>(collection).insert_one(document).await }).await.map(|_| ())
     }
 }
 
@@ -362,7 +362,14 @@ impl MongoProvider {
     /// and roles where they differ. `active = false` leaves the user without roles;
     /// `read_only = true` gives it only `read`. Returns the operations done (empty
     /// when nothing changed), without the password.
-    pub async fn ensure(&self, tenant: &str, tenant_uid: &str, password: &str, active: bool, read_only: bool) -> Result<Vec<String>, ProviderError> {
+    pub async fn ensure(
+        &self,
+        tenant: &str,
+        tenant_uid: &str,
+        password: &str,
+        active: bool,
+        read_only: bool,
+    ) -> Result<Vec<String>, ProviderError> {
         let db = self.checked_database_name(tenant)?;
         let mut operations = Vec::new();
         if !self.marker_matches(&db, tenant_uid, password).await? {
@@ -408,7 +415,8 @@ impl MongoProvider {
     pub async fn usage(&self, tenant: &str) -> Result<u64, ProviderError> {
         let db = self.checked_database_name(tenant)?;
         let stats = self.db_stats(&db, "").await?;
-        let total = number(&stats, "totalSize").unwrap_or_else(|| number(&stats, "storageSize").unwrap_or(0) + number(&stats, "indexSize").unwrap_or(0));
+        let total = number(&stats, "totalSize")
+            .unwrap_or_else(|| number(&stats, "storageSize").unwrap_or(0) + number(&stats, "indexSize").unwrap_or(0));
         Ok(total)
     }
 
@@ -449,7 +457,8 @@ impl MongoProvider {
         }
         let collections = number(&self.db_stats(db, password).await?, "collections").unwrap_or(0);
         if collections > 0 {
-            let message = format!("database {db} exists with {collections} collection(s) and was not created by the operator; it is left as it is");
+            let message =
+                format!("database {db} exists with {collections} collection(s) and was not created by the operator; it is left as it is");
             return Err(ProviderError::Conflict { backend: BACKEND, message });
         }
         Ok(false)
@@ -458,10 +467,20 @@ impl MongoProvider {
     /// Writes the marker; it creates the database.
     async fn mark_database(&self, db: &str, tenant: &str, tenant_uid: &str, password: &str) -> Result<(), ProviderError> {
         let marker = commands::marker(tenant, tenant_uid, DateTime::now());
-        self.backend.insert_one(db, commands::MARKER_COLLECTION, marker).await.map_err(|e| self.failure("writing the marker", db, e, password))
+        self.backend
+            .insert_one(db, commands::MARKER_COLLECTION, marker)
+            .await
+            .map_err(|e| self.failure("writing the marker", db, e, password))
     }
 
-    async fn ensure_user(&self, db: &str, user: &str, tenant_uid: &str, password: &str, roles: &[String]) -> Result<Vec<String>, ProviderError> {
+    async fn ensure_user(
+        &self,
+        db: &str,
+        user: &str,
+        tenant_uid: &str,
+        password: &str,
+        roles: &[String],
+    ) -> Result<Vec<String>, ProviderError> {
         let Some(existing) = self.find_user(db, user, password).await? else {
             let command = commands::create_user(user, password, db, roles, tenant_uid);
             self.backend.run_command(db, command).await.map_err(|e| self.failure("createUser", db, e, password))?;
@@ -488,7 +507,8 @@ impl MongoProvider {
 
     /// The user as `usersInfo` reports it, if it exists.
     async fn find_user(&self, db: &str, user: &str, password: &str) -> Result<Option<Document>, ProviderError> {
-        let reply = self.backend.run_command(db, commands::users_info(user, db)).await.map_err(|e| self.failure("usersInfo", db, e, password))?;
+        let reply =
+            self.backend.run_command(db, commands::users_info(user, db)).await.map_err(|e| self.failure("usersInfo", db, e, password))?;
         let users = reply.get_array("users").map_err(|_| ProviderError::Unavailable {
             backend: BACKEND,
             message: format!("usersInfo in database {db} answered without a users array"),

@@ -39,9 +39,12 @@ pub const USER_PREFIX: &str = "cx-";
 pub const DEFAULT_KEY_PREFIX_TEMPLATE: &str = "{tenant}:";
 
 /// The default ACL rules: the tenant's keys and channels, every command except the
-/// administrative and dangerous ones.
+/// administrative and dangerous ones, and except those that change state every
+/// tenant shares: functions (one server-wide library namespace, `FUNCTION FLUSH`
+/// deletes all of them) and `SCRIPT FLUSH` / `SCRIPT KILL`, which `-@dangerous` does
+/// not cover.
 pub fn default_acl_rules() -> Vec<String> {
-    ["~{prefix}*", "&{prefix}*", "+@all", "-@admin", "-@dangerous"].map(String::from).to_vec()
+    ["~{prefix}*", "&{prefix}*", "+@all", "-@admin", "-@dangerous", "-function", "-script|flush", "-script|kill"].map(String::from).to_vec()
 }
 
 /// Rules appended for a read-only tenant. They come after the template's rules, so
@@ -160,7 +163,8 @@ impl RedisProvider {
     /// connection is opened yet: each node is connected on first use.
     pub async fn connect(settings: RedisSettings) -> Result<Self, ProviderError> {
         validate_settings(&settings)?;
-        let nodes = settings.nodes.iter().enumerate().map(|(index, url)| Node::new(index, url, &settings)).collect::<Result<Vec<_>, _>>()?;
+        let nodes =
+            settings.nodes.iter().enumerate().map(|(index, url)| Node::new(index, url, &settings)).collect::<Result<Vec<_>, _>>()?;
         Ok(RedisProvider {
             nodes,
             key_prefix_template: settings.key_prefix_template,
@@ -556,7 +560,8 @@ fn canonical_patterns(rules: &[String], kind: RuleKind) -> BTreeSet<String> {
                 patterns.insert("&*".to_string());
             }
             _ => {
-                let canonical = ["%RW~", "%WR~"].iter().find_map(|p| rule.strip_prefix(p)).map_or_else(|| rule.clone(), |rest| format!("~{rest}"));
+                let canonical =
+                    ["%RW~", "%WR~"].iter().find_map(|p| rule.strip_prefix(p)).map_or_else(|| rule.clone(), |rest| format!("~{rest}"));
                 patterns.insert(canonical);
             }
         }
@@ -672,7 +677,8 @@ impl Node {
     fn new(index: usize, url: &str, settings: &RedisSettings) -> Result<Node, ProviderError> {
         // The URL is never echoed: it may carry a password.
         let refused = |message: String| ProviderError::Refused { backend: BACKEND, message };
-        let info = url.into_connection_info().map_err(|_| refused(format!("node {} is not a valid redis:// or rediss:// URL", index + 1)))?;
+        let info =
+            url.into_connection_info().map_err(|_| refused(format!("node {} is not a valid redis:// or rediss:// URL", index + 1)))?;
         let label = info.addr().to_string();
         let mut redis_settings = info.redis_settings().clone();
         if let Some(username) = &settings.admin_username {
@@ -686,7 +692,8 @@ impl Node {
         let client = match &settings.ca_pem {
             Some(ca) if is_tls => {
                 let certificates = TlsCertificates { client_tls: None, root_cert: Some(ca.clone().into_bytes()) };
-                Client::build_with_tls(info, certificates).map_err(|e| refused(format!("node {label}: the CA bundle cannot be used: {e}")))?
+                Client::build_with_tls(info, certificates)
+                    .map_err(|e| refused(format!("node {label}: the CA bundle cannot be used: {e}")))?
             }
             _ => Client::open(info).map_err(|e| refused(format!("node {label}: {e}")))?,
         };
@@ -1100,7 +1107,8 @@ mod tests {
 
     #[tokio::test]
     async fn settings_are_validated_without_connecting() {
-        let settings = |nodes: Vec<&str>| RedisSettings { nodes: nodes.into_iter().map(String::from).collect(), ..RedisSettings::default() };
+        let settings =
+            |nodes: Vec<&str>| RedisSettings { nodes: nodes.into_iter().map(String::from).collect(), ..RedisSettings::default() };
         assert!(RedisProvider::connect(settings(vec![])).await.is_err());
         let error = RedisProvider::connect(settings(vec!["http://user:hunter2@x"])).await.expect_err("not a redis URL");
         assert!(!error.to_string().contains("hunter2"), "{error}");
@@ -1113,7 +1121,7 @@ mod tests {
             json!({
                 "user": "cx-acme",
                 "prefix": "acme:",
-                "rules": ["~acme:*", "&acme:*", "+@all", "-@admin", "-@dangerous"],
+                "rules": ["~acme:*", "&acme:*", "+@all", "-@admin", "-@dangerous", "-function", "-script|flush", "-script|kill"],
                 "nodes": ["127.0.0.1:1", "cache:6380"],
             })
         );

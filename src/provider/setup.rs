@@ -79,7 +79,8 @@ pub async fn from_config(client: &Client, config: &Config) -> Result<Providers, 
             ca_pem,
         };
         let redis = RedisProvider::connect(settings).await.map_err(|source| SetupError::Provider { backend: "cache", source })?;
-        providers = providers.with(Arc::new(CacheProvisioner::new(Arc::new(redis), cache.nodes.clone(), cache.purge_batch, cache.usage_sample)));
+        providers =
+            providers.with(Arc::new(CacheProvisioner::new(Arc::new(redis), cache.nodes.clone(), cache.purge_batch, cache.usage_sample)));
     }
     if let Some(db) = &config.database {
         let uri = secrets.key(&db.uri_secret, "uri").await?;
@@ -103,11 +104,13 @@ pub async fn for_plan(config: &Config) -> Result<Providers, SetupError> {
             ..RedisSettings::default()
         };
         let redis = RedisProvider::connect(settings).await.map_err(|source| SetupError::Provider { backend: "cache", source })?;
-        providers = providers.with(Arc::new(CacheProvisioner::new(Arc::new(redis), cache.nodes.clone(), cache.purge_batch, cache.usage_sample)));
+        providers =
+            providers.with(Arc::new(CacheProvisioner::new(Arc::new(redis), cache.nodes.clone(), cache.purge_batch, cache.usage_sample)));
     }
     if let Some(db) = &config.database {
         let settings = MongoSettings { uri: String::new(), database_template: db.database_name.clone(), roles: db.roles.clone() };
-        let mongo = MongoProvider::new(Arc::new(Offline), settings).map_err(|source| SetupError::Provider { backend: "database", source })?;
+        let mongo =
+            MongoProvider::new(Arc::new(Offline), settings).map_err(|source| SetupError::Provider { backend: "database", source })?;
         providers = providers.with(Arc::new(DatabaseProvisioner::new(Arc::new(mongo), "mongodb://<from the database.uriSecret Secret>")));
     }
     Ok(providers)
@@ -145,6 +148,10 @@ impl SecretReader {
     }
 
     async fn key(&self, name: &str, key: &'static str) -> Result<String, SetupError> {
-        self.data(name).await?.remove(key).ok_or_else(|| SetupError::MissingKey { namespace: self.namespace.clone(), name: name.to_string(), key })
+        self.data(name).await?.remove(key).ok_or_else(|| SetupError::MissingKey {
+            namespace: self.namespace.clone(),
+            name: name.to_string(),
+            key,
+        })
     }
 }

@@ -116,16 +116,21 @@ impl TestCluster {
     /// The operator configuration for this test: its own namespaces, its own shard,
     /// short intervals.
     pub fn config(&self) -> Config {
+        self.config_with("")
+    }
+
+    /// The test configuration with more top-level YAML appended.
+    pub fn config_with(&self, extra: &str) -> Config {
         let text = format!(
             "rootDomain: cx.test\nnamespacePrefix: {prefix}\nplatformNamespace: {platform}\n\
              sharding: {{tenantSelector: {RUN_LABEL}={run}}}\n\
              reconcile: {{resyncInterval: 10m, minBackoff: 200ms, maxBackoff: 2s}}\n\
-             leaderElection: {{leaseName: cx-operator-{run}, leaseNamespace: {platform}, leaseDuration: 3s, renewGrace: 1s}}\n",
+             leaderElection: {{leaseName: cx-operator-{run}, leaseNamespace: {platform}, leaseDuration: 3s, renewGrace: 1s}}\n{extra}",
             prefix = self.namespace_prefix(),
             platform = self.platform_namespace(),
             run = self.run,
         );
-        Config::parse(&text).expect("test configuration is valid")
+        Config::parse(&text).unwrap_or_else(|e| panic!("test configuration is valid: {e}"))
     }
 
     /// Starts an operator instance with its own counting client.

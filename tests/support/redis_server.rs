@@ -179,7 +179,9 @@ pub fn admin_password() -> &'static str {
 fn ensure_installed() {
     let found = Command::new("redis-server").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status();
     if !matches!(found, Ok(status) if status.success()) {
-        panic!("redis-server is not installed or not on PATH; the Redis provider tests need it (Debian/Ubuntu: apt-get install -y redis-server)");
+        panic!(
+            "redis-server is not installed or not on PATH; the Redis provider tests need it (Debian/Ubuntu: apt-get install -y redis-server)"
+        );
     }
 }
 

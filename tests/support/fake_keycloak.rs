@@ -1,1 +1,0 @@
-//! Fake Keycloak: being written.
