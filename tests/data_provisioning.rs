@@ -15,11 +15,7 @@ use cx_operator::{
         conditions::{self, reasons, types},
         tenant::ROTATE_CREDENTIALS_ANNOTATION,
     },
-    provider::{
-        Providers,
-        data::{CACHE_SECRET, DATABASE_SECRET},
-        setup,
-    },
+    provider::{ProviderKind, data::CACHE_SECRET, setup},
 };
 use k8s_openapi::{
     ByteString,
@@ -108,7 +104,7 @@ async fn cache_credentials_live_only_in_secrets_and_follow_the_tenant() {
     let replica = RedisServer::start();
     let config = cache_config(&cluster, &[&redis, &replica]).await;
     let providers = setup::from_config(&cluster.client, &config).await.expect("providers set up from the configuration");
-    let (op, _) = cluster.operator(config, providers, "a").await;
+    let (op, _) = cluster.operator(config.clone(), providers, "a").await;
 
     let tenant = cluster.tenant("data", TestCluster::minimal_spec());
     let id = tenant.name_any();
@@ -180,6 +176,11 @@ async fn cache_credentials_live_only_in_secrets_and_follow_the_tenant() {
     pipe.set(format!("{id}2:other"), 1).ignore();
     pipe.set("unrelated", 1).ignore();
     pipe.query_async::<()>(&mut con).await.unwrap();
+    let measuring = setup::from_config(&cluster.client, &config).await.unwrap();
+    let tenant = api.get(&id).await.unwrap();
+    let usage = measuring.get(ProviderKind::Cache).unwrap().usage(&tenant).await.unwrap().expect("the cache measures usage");
+    assert_eq!(usage.items, Some(10_000), "exactly the tenant's keys are counted");
+    assert!(usage.storage_bytes > 10_000, "memory of 10,000 keys: {}", usage.storage_bytes);
     api.delete(&id, &DeleteParams::default()).await.unwrap();
     wait_gone(&api, &id, LIMIT).await;
     let left: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut con).await.unwrap();

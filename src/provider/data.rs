@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use kube::ResourceExt;
 
 use super::{
-    PlannedObject, ProviderError, ProviderKind, Provisioned, Provisioner, TenantRequest,
+    PlannedObject, ProviderError, ProviderKind, Provisioned, Provisioner, TenantRequest, Usage,
     mongodb::MongoProvider,
     password,
     redis::{CacheUsage, RedisProvider},
@@ -66,11 +66,6 @@ impl CacheProvisioner {
     /// published to the tenant).
     pub fn new(redis: Arc<RedisProvider>, nodes: Vec<String>, purge_batch: usize, usage_sample: usize) -> Self {
         Self { redis, nodes, purge_batch: purge_batch.max(1), usage_sample }
-    }
-
-    /// Number and memory of the tenant's keys (sampled).
-    pub async fn usage(&self, tenant: &str) -> Result<CacheUsage, ProviderError> {
-        self.redis.usage(tenant, self.usage_sample).await
     }
 
     fn secret_data(&self, tenant: &str, password: &str) -> BTreeMap<String, String> {
@@ -129,6 +124,11 @@ impl Provisioner for CacheProvisioner {
             message: format!("removed {removed} key(s) under {} so far; continuing on the next attempt", self.redis.key_prefix(&tenant)),
         })
     }
+
+    async fn usage(&self, tenant: &Tenant) -> Result<Option<Usage>, ProviderError> {
+        let CacheUsage { keys, bytes, .. } = self.redis.usage(&tenant.name_any(), self.usage_sample).await?;
+        Ok(Some(Usage { storage_bytes: bytes, items: Some(keys) }))
+    }
 }
 
 /// The database step on MongoDB.
@@ -144,11 +144,6 @@ impl DatabaseProvisioner {
     pub fn new(mongo: Arc<MongoProvider>, admin_uri: &str) -> Self {
         let scheme = admin_uri.split_once("://").map_or("mongodb", |(s, _)| s).to_string();
         Self { mongo, scheme, hosts: Endpoint::mongo_hosts(admin_uri) }
-    }
-
-    /// Storage of the tenant's database in bytes.
-    pub async fn usage(&self, tenant: &str) -> Result<u64, ProviderError> {
-        self.mongo.usage(tenant).await
     }
 
     fn secret_data(&self, tenant: &str, password: &str) -> BTreeMap<String, String> {
@@ -194,6 +189,11 @@ impl Provisioner for DatabaseProvisioner {
     async fn delete(&self, request: &TenantRequest<'_>) -> Result<Vec<String>, ProviderError> {
         let uid = request.tenant.uid().unwrap_or_default();
         self.mongo.delete(&request.tenant.name_any(), &uid).await
+    }
+
+    async fn usage(&self, tenant: &Tenant) -> Result<Option<Usage>, ProviderError> {
+        let bytes = self.mongo.usage(&tenant.name_any()).await?;
+        Ok(Some(Usage { storage_bytes: bytes, items: None }))
     }
 }
 

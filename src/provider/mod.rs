@@ -184,6 +184,21 @@ pub trait Provisioner: Send + Sync {
 
     /// Removes everything of the tenant from the backend; "already gone" is success.
     async fn delete(&self, request: &TenantRequest<'_>) -> Result<Vec<String>, ProviderError>;
+
+    /// What the tenant uses in this backend, for quotas; None where the backend
+    /// measures nothing. Bounded in cost.
+    async fn usage(&self, _tenant: &Tenant) -> Result<Option<Usage>, ProviderError> {
+        Ok(None)
+    }
+}
+
+/// Usage figures a backend measures for a tenant.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Bytes of storage.
+    pub storage_bytes: u64,
+    /// Number of keys (cache) or documents, where the backend counts them.
+    pub items: Option<u64>,
 }
 
 /// The configured provisioners.
