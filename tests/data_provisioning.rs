@@ -1,6 +1,9 @@
 //! The Tenant's data step end to end: the Tenant controller against a Kubernetes API
 //! (the fake, or `CX_TEST_KUBECONFIG`), a real redis-server, and the in-memory MongoDB.
 
+#[allow(dead_code)]
+#[path = "support/fake_mongodb.rs"]
+mod fake_mongodb;
 mod support;
 
 use std::{
@@ -15,8 +18,14 @@ use cx_operator::{
         conditions::{self, reasons, types},
         tenant::ROTATE_CREDENTIALS_ANNOTATION,
     },
-    provider::{ProviderKind, data::CACHE_SECRET, setup},
+    provider::{
+        ProviderKind,
+        data::{CACHE_SECRET, DATABASE_SECRET, DatabaseProvisioner},
+        mongodb::{MongoProvider, MongoSettings},
+        setup,
+    },
 };
+use fake_mongodb::MemoryMongo;
 use k8s_openapi::{
     ByteString,
     api::{core::v1::Secret, events::v1::Event},
@@ -187,6 +196,65 @@ async fn cache_credentials_live_only_in_secrets_and_follow_the_tenant() {
     assert_eq!(left.iter().filter(|k| k.starts_with(&format!("{id}:"))).count(), 0);
     assert!(left.contains(&format!("{id}2:other")) && left.contains(&"unrelated".to_string()), "{left:?}");
     assert!(!redis_auth(&redis, &user, &recreated).await, "the user is deleted");
+    op.stop().await.unwrap();
+    cluster.cleanup().await;
+}
+
+#[tokio::test]
+async fn database_and_cache_together_survive_an_outage() {
+    let cluster = TestCluster::start().await;
+    let redis = RedisServer::start();
+    let config = cache_config(&cluster, &[&redis]).await;
+    let mongo = MemoryMongo::new();
+    let settings = MongoSettings { uri: mongo.uri(), ..MongoSettings::default() };
+    let mongo_provider = MongoProvider::new(mongo.client(&mongo.uri()), settings).unwrap();
+    let providers = setup::from_config(&cluster.client, &config)
+        .await
+        .unwrap()
+        .with(Arc::new(DatabaseProvisioner::new(Arc::new(mongo_provider), &mongo.uri())));
+    let (op, _) = cluster.operator(config, providers, "a").await;
+
+    let tenant = cluster.tenant("both", TestCluster::minimal_spec());
+    let id = tenant.name_any();
+    cluster.create_tenant(&tenant).await;
+    let api: Api<Tenant> = Api::all(cluster.client.clone());
+    let t = wait_for(&api, &id, LIMIT, "Ready", is_ready).await;
+    assert_eq!(condition(&t, types::DATABASE_READY).unwrap(), ("True".into(), reasons::PROVISIONED.into()));
+    let ns = t.status.as_ref().unwrap().namespace.clone().unwrap();
+    assert_eq!(t.status.as_ref().unwrap().credentials["database"].name, DATABASE_SECRET);
+    let data = secret_data(&cluster, &ns, DATABASE_SECRET).await;
+    let db = format!("cx_{}", id.replace('-', "_"));
+    assert_eq!(data["database"], db);
+    assert!(data["uri"].starts_with(&format!("mongodb://{}:", data["username"])) && data["uri"].contains("@fake-mongodb:27017/"));
+    assert!(!data["uri"].contains(fake_mongodb::ADMIN_PASSWORD), "the admin credentials never reach a tenant");
+    assert!(mongo.login(&db, &data["username"], &data["password"]));
+    assert_eq!(mongo.roles(&db, &data["username"]).unwrap().len(), 2);
+
+    // The database backend goes down: its condition says so, Ready drops, retries back off.
+    mongo.set_down(true);
+    api.patch(&id, &PatchParams::default(), &Patch::Merge(json!({"spec": {"displayName": "During outage"}}))).await.unwrap();
+    let t =
+        wait_for(&api, &id, LIMIT, "DatabaseReady False", |t| condition(t, types::DATABASE_READY).is_some_and(|c| c.0 == "False")).await;
+    assert_eq!(condition(&t, types::DATABASE_READY).unwrap().1, reasons::BACKEND_UNAVAILABLE);
+    assert_eq!(condition(&t, types::CACHE_READY).unwrap().0, "True", "the other backend is unaffected");
+    assert!(!is_ready(&t));
+    let attempts = op.metrics.reconcile_count("tenant");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let retried = op.metrics.reconcile_count("tenant") - attempts;
+    assert!((1..=12).contains(&retried), "retries back off (200ms doubling to 2s): {retried} attempts in 2s");
+
+    // Recovery without duplicates: the same user and password, Ready again.
+    mongo.set_down(false);
+    wait_for(&api, &id, LIMIT, "Ready after recovery", is_ready).await;
+    let again = secret_data(&cluster, &ns, DATABASE_SECRET).await;
+    assert_eq!(again["password"], data["password"], "an outage never rotates credentials");
+    assert!(mongo.login(&db, &data["username"], &data["password"]));
+
+    // Deletion drops the user and the database.
+    api.delete(&id, &DeleteParams::default()).await.unwrap();
+    wait_gone(&api, &id, LIMIT).await;
+    assert!(mongo.roles(&db, &data["username"]).is_none(), "dropUser ran");
+    assert!(!mongo.database_exists(&db), "dropDatabase ran");
     op.stop().await.unwrap();
     cluster.cleanup().await;
 }

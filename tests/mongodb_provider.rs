@@ -48,7 +48,8 @@ impl Server for Arc<MemoryMongo> {
 
     async fn can_write(&self, db: &str, user: &str, password: &str) -> bool {
         let roles = self.roles(db, user).unwrap_or_default();
-        MemoryMongo::login(self, db, user, password) && roles.iter().any(|(role, role_db)| role_db == db && ["readWrite", "dbOwner"].contains(&role.as_str()))
+        MemoryMongo::login(self, db, user, password)
+            && roles.iter().any(|(role, role_db)| role_db == db && ["readWrite", "dbOwner"].contains(&role.as_str()))
     }
 
     async fn seed_document(&self, db: &str, collection: &str, document: Document) {
@@ -82,7 +83,10 @@ async fn lifecycle(provider: &MongoProvider, server: &dyn Server) {
     let first = password();
 
     let created = provider.ensure(&tenant, &uid, &first, true, false).await.expect("create");
-    assert_eq!(created, [format!("created database {db}"), format!("created MongoDB user {user} of database {db} (roles: readWrite, dbAdmin)")]);
+    assert_eq!(
+        created,
+        [format!("created database {db}"), format!("created MongoDB user {user} of database {db} (roles: readWrite, dbAdmin)")]
+    );
     assert!(server.logs_in(&db, &user, &first).await);
     assert!(server.can_write(&db, &user, &first).await);
 
@@ -353,7 +357,8 @@ mod real {
     impl RealServer {
         async fn as_user(&self, db: &str, user: &str, password: &str) -> Client {
             let mut options = ClientOptions::parse(&self.uri).await.expect("URI");
-            options.credential = Some(Credential::builder().username(user.to_string()).password(password.to_string()).source(db.to_string()).build());
+            options.credential =
+                Some(Credential::builder().username(user.to_string()).password(password.to_string()).source(db.to_string()).build());
             options.server_selection_timeout = Some(std::time::Duration::from_secs(5));
             Client::with_options(options).expect("client")
         }

@@ -671,6 +671,9 @@ struct Node {
     /// form (`+@all -@admin -@dangerous` is shown as `+@all -@dangerous`), so the
     /// provider learns each form once instead of guessing it.
     printed_commands: Mutex<HashMap<String, String>>,
+    /// Held while the scratch user exists, so that two reconciles never probe
+    /// different rules with it at once.
+    probe: tokio::sync::Mutex<()>,
 }
 
 impl Node {
@@ -703,6 +706,7 @@ impl Node {
             manager: tokio::sync::Mutex::new(None),
             admin_password: settings.admin_password.clone().filter(|p| !p.is_empty()),
             printed_commands: Mutex::new(HashMap::new()),
+            probe: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -857,6 +861,7 @@ impl Node {
     /// Applies `commands` to a scratch user that is off and has no password (so
     /// nobody can log in as it), reads how the node prints them, and deletes it.
     async fn probe_printed_commands(&self, commands: &[String]) -> Result<String, ProviderError> {
+        let _probing = self.probe.lock().await;
         let mut command = redis::cmd("ACL");
         command.arg("SETUSER").arg(PROBE_USER).arg("reset").arg("off").arg(commands);
         self.set_user_command(&command).await?;

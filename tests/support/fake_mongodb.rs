@@ -248,9 +248,13 @@ fn parse_roles(db: &str, command: &Document) -> Result<Option<Vec<(String, Strin
 fn create_user(state: &mut State, db: &str, command: &Document) -> Result<Document, MongoError> {
     let key = user_key(db, command, "createUser")?;
     let password = command.get_str("pwd").map_err(|_| {
-        MongoError::new(MongoError::BAD_VALUE, "Must provide a 'pwd' field for all user documents, except those with '$external' as the user's source db")
+        MongoError::new(
+            MongoError::BAD_VALUE,
+            "Must provide a 'pwd' field for all user documents, except those with '$external' as the user's source db",
+        )
     })?;
-    let roles = parse_roles(db, command)?.ok_or_else(|| MongoError::new(MongoError::BAD_VALUE, "\"createUser\" command requires a \"roles\" array"))?;
+    let roles = parse_roles(db, command)?
+        .ok_or_else(|| MongoError::new(MongoError::BAD_VALUE, "\"createUser\" command requires a \"roles\" array"))?;
     if state.users.contains_key(&key) {
         return Err(MongoError::new(MongoError::USER_ALREADY_EXISTS, format!("User \"{}@{}\" already exists", key.1, key.0)));
     }
@@ -322,14 +326,18 @@ fn users_info(state: &State, db: &str, command: &Document) -> Document {
 }
 
 /// `dbStats` with `scale: 1`: counts as integers and sizes as doubles, as servers
-/// report them; storage is allocated in 4 KiB pages and every collection has an
-/// `_id` index of one page.
+/// report them; each collection's storage is allocated in 4 KiB pages and every
+/// collection has an `_id` index of one page.
 fn db_stats(state: &State, db: &str) -> Document {
     let collections = state.databases.get(db);
     let collection_count = collections.map_or(0, BTreeMap::len) as i64;
     let objects = collections.map_or(0, |c| c.values().map(Vec::len).sum::<usize>()) as i64;
-    let data_size: usize = collections.map_or(0, |c| c.values().flatten().map(|d| mongodb::bson::to_vec(d).map_or(0, |b| b.len())).sum());
-    let storage_size = data_size.div_ceil(4096) * 4096;
+    let collection_sizes: Vec<usize> = collections.map_or_else(Vec::new, |c| {
+        c.values().map(|docs| docs.iter().map(|d| mongodb::bson::to_vec(d).map_or(0, |b| b.len())).sum()).collect()
+    });
+    let data_size: usize = collection_sizes.iter().sum();
+    // Every collection is stored in a file of its own.
+    let storage_size: usize = collection_sizes.iter().map(|size| size.div_ceil(4096) * 4096).sum();
     let index_size = collection_count as usize * 4096;
     doc! {
         "db": db,
