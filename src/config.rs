@@ -43,7 +43,7 @@ pub struct Config {
     pub sharding: ShardingConfig,
     /// Identity backend (Keycloak).
     #[serde(default)]
-    pub identity: Option<BackendConfig>,
+    pub identity: Option<IdentityConfig>,
     /// Database backend (MongoDB).
     #[serde(default)]
     pub database: Option<DatabaseConfig>,
@@ -63,6 +63,60 @@ pub struct Config {
     /// defaults to `POD_NAMESPACE`, then `cx-operator`.
     #[serde(default)]
     pub operator_namespace: Option<String>,
+}
+
+/// The identity backend (Keycloak): one realm per tenant.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// Base URL of Keycloak, e.g. `https://keycloak.example.com`.
+    pub url: String,
+    /// Secret in the operator namespace with `clientId` and `clientSecret` (client
+    /// credentials, preferred) or `username` and `password` (an admin user).
+    pub credentials_secret: String,
+    /// Realm the admin credentials belong to.
+    #[serde(default = "default_admin_realm")]
+    pub admin_realm: String,
+    /// Secret in the operator namespace with a CA certificate (`ca.crt`) to trust.
+    #[serde(default)]
+    pub ca_secret: Option<String>,
+    /// Longest time one request to Keycloak may take.
+    #[serde(default = "default_identity_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// What every tenant realm gets.
+    #[serde(default)]
+    pub realm: RealmConfig,
+}
+
+fn default_admin_realm() -> String {
+    "master".into()
+}
+fn default_identity_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// What every tenant realm gets.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RealmConfig {
+    /// Keycloak password policy, e.g. `length(12) and digits(1)`.
+    #[serde(default)]
+    pub password_policy: Option<String>,
+    /// Failed logins after which a user is locked out.
+    #[serde(default)]
+    pub lockout_after_failures: Option<u32>,
+    /// Realm roles every realm gets.
+    #[serde(default)]
+    pub roles: Option<Vec<String>>,
+    /// Client id of the platform's OIDC client.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Keycloak `smtpServer` settings (`host`, `port`, `from`, `auth`, `user` ...).
+    #[serde(default)]
+    pub smtp: BTreeMap<String, String>,
+    /// Secret in the operator namespace whose `password` key is the SMTP password.
+    #[serde(default)]
+    pub smtp_password_secret: Option<String>,
 }
 
 /// The cache backend (Redis): every node gets the same ACL users.
@@ -100,7 +154,7 @@ fn default_key_prefix() -> String {
     "{tenant}:".into()
 }
 fn default_acl_rules() -> Vec<String> {
-    ["~{prefix}*", "&{prefix}*", "+@all", "-@admin", "-@dangerous"].map(String::from).to_vec()
+    crate::provider::redis::default_acl_rules()
 }
 fn default_usage_sample() -> usize {
     100
@@ -493,6 +547,17 @@ impl Config {
             check(cache.acl_rules.iter().any(|r| r.contains("{prefix}")), "cache.aclRules", "must limit keys to {prefix}");
             check(cache.purge_batch > 0, "cache.purgeBatch", "must be at least 1");
         }
+        if let Some(identity) = &self.identity {
+            let ok = identity.url.starts_with("https://") || identity.url.starts_with("http://");
+            check(ok, "identity.url", "must be an http:// or https:// URL");
+            check(identity.timeout > Duration::ZERO, "identity.timeout", "must be longer than zero");
+            check(
+                identity.realm.smtp.get("password").is_none(),
+                "identity.realm.smtp.password",
+                "must come from identity.realm.smtpPasswordSecret, never from this file",
+            );
+            check(identity.realm.lockout_after_failures != Some(0), "identity.realm.lockoutAfterFailures", "must be at least 1");
+        }
         if let Some(db) = &self.database {
             check(
                 db.database_name.contains("{tenant}"),
@@ -521,8 +586,8 @@ impl Config {
     }
 
     /// The backend sections by their config key.
-    pub fn backends(&self) -> [(&'static str, Option<&BackendConfig>); 3] {
-        [("identity", self.identity.as_ref()), ("grafana", self.grafana.as_ref()), ("notifications", self.notifications.as_ref())]
+    pub fn backends(&self) -> [(&'static str, Option<&BackendConfig>); 2] {
+        [("grafana", self.grafana.as_ref()), ("notifications", self.notifications.as_ref())]
     }
 
     /// A configuration for offline use (`cx-operator plan` without `--config`).
@@ -555,7 +620,8 @@ fn section_problems(value: &serde_yaml_ng::Value) -> Vec<Problem> {
             "reconcile" => check::<ReconcileConfig>(section, key),
             "leaderElection" => check::<LeaderElectionConfig>(section, key),
             "sharding" => check::<ShardingConfig>(section, key),
-            "identity" | "grafana" | "notifications" => check::<Option<BackendConfig>>(section, key),
+            "grafana" | "notifications" => check::<Option<BackendConfig>>(section, key),
+            "identity" => check::<Option<IdentityConfig>>(section, key),
             "cache" => check::<Option<CacheConfig>>(section, key),
             "database" => check::<Option<DatabaseConfig>>(section, key),
             "operatorNamespace" => check::<Option<String>>(section, key),
@@ -643,7 +709,7 @@ mod tests {
     #[test]
     fn semantic_problems_are_all_reported() {
         let p = problems(
-            "rootDomain: localhost\nplatformNamespace: Platform\nnamespacePrefix: '-x'\nreconcile: {jitter: 2, concurrency: 0}\nidentity: {url: keycloak:8080}\n",
+            "rootDomain: localhost\nplatformNamespace: Platform\nnamespacePrefix: '-x'\nreconcile: {jitter: 2, concurrency: 0}\nidentity: {url: keycloak:8080, credentialsSecret: k}\n",
         );
         for path in
             ["rootDomain:", "platformNamespace:", "namespacePrefix:", "reconcile.jitter:", "reconcile.concurrency:", "identity.url:"]

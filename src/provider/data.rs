@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use kube::ResourceExt;
 
 use super::{
-    PlannedObject, ProviderError, ProviderKind, Provisioned, Provisioner, TenantRequest, Usage,
+    PlannedObject, ProviderError, ProviderKind, Provisioned, Provisioner, TenantRequest, Usage, leave_foreign,
     mongodb::MongoProvider,
     password,
     redis::{CacheUsage, RedisProvider},
@@ -188,7 +188,7 @@ impl Provisioner for DatabaseProvisioner {
 
     async fn delete(&self, request: &TenantRequest<'_>) -> Result<Vec<String>, ProviderError> {
         let uid = request.tenant.uid().unwrap_or_default();
-        self.mongo.delete(&request.tenant.name_any(), &uid).await
+        leave_foreign(self.mongo.delete(&request.tenant.name_any(), &uid).await)
     }
 
     async fn usage(&self, tenant: &Tenant) -> Result<Option<Usage>, ProviderError> {

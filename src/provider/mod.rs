@@ -5,6 +5,7 @@
 //! unconfigured one makes its condition report `NotConfigured` and is skipped.
 
 pub mod data;
+pub mod identity;
 pub mod keycloak;
 pub mod mongodb;
 pub mod password;
@@ -169,6 +170,15 @@ impl ProviderError {
     }
 }
 
+/// On deletion, an object that belongs to something else was never the tenant's: it is
+/// left in place (never deleted) and the deletion goes on, with an operation saying so.
+pub fn leave_foreign(result: Result<Vec<String>, ProviderError>) -> Result<Vec<String>, ProviderError> {
+    match result {
+        Err(ProviderError::Conflict { backend, message }) => Ok(vec![format!("left {backend} object in place: {message}")]),
+        other => other,
+    }
+}
+
 /// One external system a tenant is provisioned in.
 #[async_trait]
 pub trait Provisioner: Send + Sync {
@@ -201,10 +211,12 @@ pub struct Usage {
     pub items: Option<u64>,
 }
 
-/// The configured provisioners.
+/// The configured provisioners, and the identity provider the Agent controller uses
+/// for users.
 #[derive(Clone, Default)]
 pub struct Providers {
     provisioners: Vec<Arc<dyn Provisioner>>,
+    keycloak: Option<Arc<keycloak::KeycloakProvider>>,
 }
 
 impl fmt::Debug for Providers {
@@ -220,6 +232,18 @@ impl Providers {
         self.provisioners.push(provisioner);
         self.provisioners.sort_by_key(|p| ProviderKind::ALL.iter().position(|k| *k == p.kind()));
         self
+    }
+
+    /// Sets the identity provider: the realm step of Tenants and the users of Agents.
+    pub fn with_keycloak(self, keycloak: Arc<keycloak::KeycloakProvider>) -> Self {
+        let mut providers = self.with(Arc::new(identity::IdentityProvisioner::new(keycloak.clone())));
+        providers.keycloak = Some(keycloak);
+        providers
+    }
+
+    /// The identity provider, when configured.
+    pub fn keycloak(&self) -> Option<&Arc<keycloak::KeycloakProvider>> {
+        self.keycloak.as_ref()
     }
 
     /// The provisioner of a kind, when configured.

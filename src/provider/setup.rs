@@ -10,10 +10,11 @@ use mongodb::bson::Document;
 use super::{
     Providers,
     data::{CacheProvisioner, DatabaseProvisioner},
+    keycloak::{KeycloakAuth, KeycloakProvider, KeycloakSettings, RealmTemplate},
     mongodb::{MongoBackend, MongoError, MongoProvider, MongoSettings},
     redis::{RedisProvider, RedisSettings},
 };
-use crate::config::Config;
+use crate::config::{Config, IdentityConfig, RealmConfig};
 
 /// Why the providers could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +83,31 @@ pub async fn from_config(client: &Client, config: &Config) -> Result<Providers, 
         providers =
             providers.with(Arc::new(CacheProvisioner::new(Arc::new(redis), cache.nodes.clone(), cache.purge_batch, cache.usage_sample)));
     }
+    if let Some(identity) = &config.identity {
+        let credentials = secrets.data(&identity.credentials_secret).await?;
+        let auth = keycloak_auth(identity, &credentials).ok_or_else(|| SetupError::MissingKey {
+            namespace: secrets.namespace.clone(),
+            name: identity.credentials_secret.clone(),
+            key: "clientId and clientSecret, or username and password",
+        })?;
+        let ca_pem = match &identity.ca_secret {
+            Some(name) => Some(secrets.key(name, "ca.crt").await?),
+            None => None,
+        };
+        let smtp_password = match &identity.realm.smtp_password_secret {
+            Some(name) => Some(secrets.key(name, "password").await?),
+            None => None,
+        };
+        let settings = KeycloakSettings {
+            url: identity.url.clone(),
+            auth,
+            ca_pem,
+            realm_template: realm_template(&identity.realm, smtp_password),
+            timeout: identity.timeout,
+        };
+        let keycloak = KeycloakProvider::new(settings).await.map_err(|source| SetupError::Provider { backend: "identity", source })?;
+        providers = providers.with_keycloak(Arc::new(keycloak));
+    }
     if let Some(db) = &config.database {
         let uri = secrets.key(&db.uri_secret, "uri").await?;
         let settings = MongoSettings { uri: uri.clone(), database_template: db.database_name.clone(), roles: db.roles.clone() };
@@ -107,6 +133,21 @@ pub async fn for_plan(config: &Config) -> Result<Providers, SetupError> {
         providers =
             providers.with(Arc::new(CacheProvisioner::new(Arc::new(redis), cache.nodes.clone(), cache.purge_batch, cache.usage_sample)));
     }
+    if let Some(identity) = &config.identity {
+        let settings = KeycloakSettings {
+            url: identity.url.clone(),
+            auth: KeycloakAuth::ClientCredentials {
+                realm: identity.admin_realm.clone(),
+                client_id: String::new(),
+                client_secret: String::new(),
+            },
+            ca_pem: None,
+            realm_template: realm_template(&identity.realm, None),
+            timeout: identity.timeout,
+        };
+        let keycloak = KeycloakProvider::new(settings).await.map_err(|source| SetupError::Provider { backend: "identity", source })?;
+        providers = providers.with_keycloak(Arc::new(keycloak));
+    }
     if let Some(db) = &config.database {
         let settings = MongoSettings { uri: String::new(), database_template: db.database_name.clone(), roles: db.roles.clone() };
         let mongo =
@@ -114,6 +155,38 @@ pub async fn for_plan(config: &Config) -> Result<Providers, SetupError> {
         providers = providers.with(Arc::new(DatabaseProvisioner::new(Arc::new(mongo), "mongodb://<from the database.uriSecret Secret>")));
     }
     Ok(providers)
+}
+
+/// Client credentials when the Secret has them, else an admin user's password.
+fn keycloak_auth(identity: &IdentityConfig, data: &BTreeMap<String, String>) -> Option<KeycloakAuth> {
+    let realm = identity.admin_realm.clone();
+    if let (Some(client_id), Some(client_secret)) = (data.get("clientId"), data.get("clientSecret")) {
+        return Some(KeycloakAuth::ClientCredentials { realm, client_id: client_id.clone(), client_secret: client_secret.clone() });
+    }
+    let (username, password) = (data.get("username")?, data.get("password")?);
+    Some(KeycloakAuth::Password { realm, username: username.clone(), password: password.clone() })
+}
+
+/// The realm template: the documented defaults, overridden by the configuration.
+pub fn realm_template(realm: &RealmConfig, smtp_password: Option<String>) -> RealmTemplate {
+    let mut template = RealmTemplate::default();
+    if let Some(policy) = &realm.password_policy {
+        template.password_policy = policy.clone();
+    }
+    if let Some(failures) = realm.lockout_after_failures {
+        template.brute_force.failure_factor = failures;
+    }
+    if let Some(roles) = &realm.roles {
+        template.roles = roles.clone();
+    }
+    if let Some(client_id) = &realm.client_id {
+        template.client_id = client_id.clone();
+    }
+    template.smtp = realm.smtp.clone();
+    if let Some(password) = smtp_password {
+        template.smtp.insert("password".into(), password);
+    }
+    template
 }
 
 /// A MongoDB backend for offline planning: every call fails.

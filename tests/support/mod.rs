@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod fake_apiserver;
 pub mod fake_keycloak;
+
 pub mod recording_provider;
 pub mod redis_server;
 pub mod schema;
