@@ -170,6 +170,16 @@ impl ProviderError {
     }
 }
 
+/// Refuses a tenant id that is not a DNS label: anything else would make odd user,
+/// database or key names in a backend.
+pub fn check_tenant_id(backend: &'static str, tenant: &str) -> Result<(), ProviderError> {
+    if crate::config::is_dns_label(tenant) {
+        Ok(())
+    } else {
+        Err(ProviderError::Refused { backend, message: format!("tenant id {tenant:?} is not a DNS label") })
+    }
+}
+
 /// On deletion, an object that belongs to something else was never the tenant's: it is
 /// left in place (never deleted) and the deletion goes on, with an operation saying so.
 pub fn leave_foreign(result: Result<Vec<String>, ProviderError>) -> Result<Vec<String>, ProviderError> {

@@ -429,7 +429,7 @@ impl MongoProvider {
     }
 
     fn checked_database_name(&self, tenant: &str) -> Result<String, ProviderError> {
-        validate_tenant(tenant)?;
+        crate::provider::check_tenant_id(BACKEND, tenant)?;
         let db = self.database_name(tenant);
         if db.len() > MAX_DATABASE_NAME_BYTES {
             let message = format!("database name {db} is longer than {MAX_DATABASE_NAME_BYTES} bytes; shorten the database template");
@@ -623,20 +623,6 @@ fn percent_decode(text: &str) -> String {
 
 fn redact(text: &str, secrets: &[String]) -> String {
     secrets.iter().filter(|s| !s.is_empty()).fold(text.to_string(), |text, secret| text.replace(secret.as_str(), "<redacted>"))
-}
-
-/// Tenant ids are DNS labels.
-fn validate_tenant(tenant: &str) -> Result<(), ProviderError> {
-    let valid = !tenant.is_empty()
-        && tenant.len() <= 63
-        && tenant.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !tenant.starts_with('-')
-        && !tenant.ends_with('-');
-    if valid {
-        Ok(())
-    } else {
-        Err(ProviderError::Refused { backend: BACKEND, message: format!("tenant id {tenant:?} is not a DNS label") })
-    }
 }
 
 /// The template must name the tenant (or every tenant would share one database) and

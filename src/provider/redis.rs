@@ -208,7 +208,7 @@ impl RedisProvider {
     /// Every node is tried even when one fails, so that disabling a tenant takes
     /// effect wherever it can; the first failure is then returned.
     pub async fn ensure_user(&self, tenant: &str, password: &str, active: bool, read_only: bool) -> Result<Vec<String>, ProviderError> {
-        validate_tenant(tenant)?;
+        crate::provider::check_tenant_id(BACKEND, tenant)?;
         let desired = self.desired_acl(tenant, password, active, read_only);
         let results = join_all(self.nodes.iter().map(|node| self.ensure_on_node(node, &desired))).await;
         collect_operations(results)
@@ -217,7 +217,7 @@ impl RedisProvider {
     /// Deletes the tenant's user on every node and closes its connections; a user
     /// that does not exist is success.
     pub async fn delete_user(&self, tenant: &str) -> Result<Vec<String>, ProviderError> {
-        validate_tenant(tenant)?;
+        crate::provider::check_tenant_id(BACKEND, tenant)?;
         let user = self.user_name(tenant);
         let results = join_all(self.nodes.iter().map(|node| self.delete_on_node(node, &user))).await;
         collect_operations(results)
@@ -229,7 +229,7 @@ impl RedisProvider {
     /// characters are escaped. A key written under the prefix while a walk is under
     /// way may be missed, so the tenant's user should be deleted first.
     pub async fn purge_keys(&self, tenant: &str, max_keys: usize) -> Result<PurgeProgress, ProviderError> {
-        validate_tenant(tenant)?;
+        crate::provider::check_tenant_id(BACKEND, tenant)?;
         let pattern = format!("{}*", glob_escape(&self.key_prefix(tenant)));
         let saved = self.purges.lock().unwrap_or_else(|e| e.into_inner()).remove(tenant);
         let mut walks = saved.unwrap_or_else(|| vec![Walk::Start; self.nodes.len()]);
@@ -262,7 +262,7 @@ impl RedisProvider {
     /// server); it is exact unless the key space shrinks during the walk, when Redis
     /// may return a key twice.
     pub async fn usage(&self, tenant: &str, sample: usize) -> Result<CacheUsage, ProviderError> {
-        validate_tenant(tenant)?;
+        crate::provider::check_tenant_id(BACKEND, tenant)?;
         let pattern = format!("{}*", glob_escape(&self.key_prefix(tenant)));
         let mut reservoir = Reservoir::new(sample);
         for (index, node) in self.nodes.iter().enumerate() {
@@ -948,20 +948,6 @@ impl Node {
     }
 }
 
-/// Tenant ids are DNS labels; anything else would make an odd user name or prefix.
-fn validate_tenant(tenant: &str) -> Result<(), ProviderError> {
-    let valid = !tenant.is_empty()
-        && tenant.len() <= 63
-        && tenant.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !tenant.starts_with('-')
-        && !tenant.ends_with('-');
-    if valid {
-        Ok(())
-    } else {
-        Err(ProviderError::Refused { backend: BACKEND, message: format!("tenant id {tenant:?} is not a DNS label") })
-    }
-}
-
 fn validate_settings(settings: &RedisSettings) -> Result<(), ProviderError> {
     let refused = |message: String| Err(ProviderError::Refused { backend: BACKEND, message });
     if settings.nodes.is_empty() {
@@ -1104,9 +1090,9 @@ mod tests {
 
     #[test]
     fn tenant_ids_are_dns_labels() {
-        assert!(validate_tenant("acme-2").is_ok());
+        assert!(crate::provider::check_tenant_id(BACKEND, "acme-2").is_ok());
         for bad in ["", "-a", "a-", "Acme", "a b", "a:b", "a*"] {
-            assert!(validate_tenant(bad).is_err(), "{bad}");
+            assert!(crate::provider::check_tenant_id(BACKEND, bad).is_err(), "{bad}");
         }
     }
 
