@@ -203,7 +203,7 @@ async fn cache_credentials_live_only_in_secrets_and_follow_the_tenant() {
 #[tokio::test]
 async fn database_and_cache_together_survive_an_outage() {
     let cluster = TestCluster::start().await;
-    let redis = RedisServer::start();
+    let mut redis = RedisServer::start();
     let config = cache_config(&cluster, &[&redis]).await;
     let mongo = MemoryMongo::new();
     let settings = MongoSettings { uri: mongo.uri(), ..MongoSettings::default() };
@@ -246,6 +246,18 @@ async fn database_and_cache_together_survive_an_outage() {
     // Recovery without duplicates: the same user and password, Ready again.
     mongo.set_down(false);
     wait_for(&api, &id, LIMIT, "Ready after recovery", is_ready).await;
+
+    // The cache node goes down and comes back empty: the user is recreated with the
+    // password already in the Secret.
+    let cache = secret_data(&cluster, &ns, CACHE_SECRET).await;
+    redis.stop();
+    api.patch(&id, &PatchParams::default(), &Patch::Merge(json!({"spec": {"displayName": "Cache outage"}}))).await.unwrap();
+    let t = wait_for(&api, &id, LIMIT, "CacheReady False", |t| condition(t, types::CACHE_READY).is_some_and(|c| c.0 == "False")).await;
+    assert_eq!(condition(&t, types::CACHE_READY).unwrap().1, reasons::BACKEND_UNAVAILABLE);
+    redis.restart();
+    wait_for(&api, &id, LIMIT, "Ready after the cache came back", |t| is_ready(t) && condition(t, types::CACHE_READY).unwrap().0 == "True")
+        .await;
+    assert!(redis_auth(&redis, &cache["username"], &cache["password"]).await, "the user is back with the same password");
     let again = secret_data(&cluster, &ns, DATABASE_SECRET).await;
     assert_eq!(again["password"], data["password"], "an outage never rotates credentials");
     assert!(mongo.login(&db, &data["username"], &data["password"]));

@@ -154,6 +154,14 @@ impl RedisServer {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
+    /// Starts a stopped server again on the same port, empty (like a node that lost
+    /// its memory), for outage tests. Only for servers from [`RedisServer::start`].
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn(false);
+        assert!(self.wait_until_ready(), "redis-server did not restart on port {}; its log:\n{}", self.port, self.log());
+    }
+
     /// Stops the server (also done on drop).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
