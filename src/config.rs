@@ -552,7 +552,7 @@ impl Config {
             check(ok, "identity.url", "must be an http:// or https:// URL");
             check(identity.timeout > Duration::ZERO, "identity.timeout", "must be longer than zero");
             check(
-                identity.realm.smtp.get("password").is_none(),
+                !identity.realm.smtp.contains_key("password"),
                 "identity.realm.smtp.password",
                 "must come from identity.realm.smtpPasswordSecret, never from this file",
             );
