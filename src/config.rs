@@ -557,6 +557,11 @@ impl Config {
                 "must come from identity.realm.smtpPasswordSecret, never from this file",
             );
             check(identity.realm.lockout_after_failures != Some(0), "identity.realm.lockoutAfterFailures", "must be at least 1");
+            check(
+                identity.realm.roles.as_ref().is_none_or(|roles| roles.iter().any(|r| r == "admin")),
+                "identity.realm.roles",
+                "must include admin, the role of every tenant administrator",
+            );
         }
         if let Some(db) = &self.database {
             check(
@@ -709,11 +714,17 @@ mod tests {
     #[test]
     fn semantic_problems_are_all_reported() {
         let p = problems(
-            "rootDomain: localhost\nplatformNamespace: Platform\nnamespacePrefix: '-x'\nreconcile: {jitter: 2, concurrency: 0}\nidentity: {url: keycloak:8080, credentialsSecret: k}\n",
+            "rootDomain: localhost\nplatformNamespace: Platform\nnamespacePrefix: '-x'\nreconcile: {jitter: 2, concurrency: 0}\nidentity: {url: keycloak:8080, credentialsSecret: k, realm: {roles: [agent]}}\n",
         );
-        for path in
-            ["rootDomain:", "platformNamespace:", "namespacePrefix:", "reconcile.jitter:", "reconcile.concurrency:", "identity.url:"]
-        {
+        for path in [
+            "rootDomain:",
+            "platformNamespace:",
+            "namespacePrefix:",
+            "reconcile.jitter:",
+            "reconcile.concurrency:",
+            "identity.url:",
+            "identity.realm.roles:",
+        ] {
             assert!(p.iter().any(|m| m.starts_with(path)), "missing {path} in {p:?}");
         }
     }

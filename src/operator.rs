@@ -13,7 +13,6 @@ use kube::{
     runtime::{
         Controller, WatchStreamExt,
         controller::Config as ControllerConfig,
-        events::{Recorder, Reporter},
         reflector::{self, ObjectRef, Store},
         watcher,
     },
@@ -24,7 +23,7 @@ use tokio::sync::watch;
 use crate::{
     api::{Agent, CapabilityQuota, Tenant},
     config::Config,
-    controller::{self, Context, Stores, agent, quota, tenant, tenant_desired},
+    controller::{self, Context, Stores, agent, events::EventPublisher, quota, tenant, tenant_desired},
     labels::{FIELD_MANAGER, managed_selector},
     provider::Providers,
     telemetry::Metrics,
@@ -209,8 +208,7 @@ async fn run_controllers(
             .touched_objects();
 
     let stores = Stores { tenants: tenants.clone(), namespaces, config_maps, ingresses, agents: agents.clone(), quotas: quotas.clone() };
-    let reporter = Reporter { controller: "cx-operator".into(), instance: Some(identity) };
-    let recorder = Recorder::new(client.clone(), reporter);
+    let recorder = EventPublisher::new(client.clone(), "cx-operator", &identity);
     let ctx = Arc::new(Context::new(client, config.clone(), providers, recorder, metrics, stores));
     let controller_config = ControllerConfig::default().concurrency(config.reconcile.concurrency).debounce(Duration::from_millis(100));
 

@@ -60,7 +60,8 @@ pub struct ExternalPlan {
 /// Builds the plan of a Tenant.
 pub fn plan(tenant: &Tenant, config: &Config, providers: &Providers, now: Timestamp) -> Result<Plan, InvalidSpec> {
     let desired = tenant_desired::build(tenant, config, now)?;
-    let kubernetes = vec![to_json(&desired.namespace), to_json(&desired.config_map), to_json(&desired.ingress)];
+    let kubernetes =
+        vec![to_json(&desired.namespace), to_json(&desired.config_map), to_json(&desired.ingress), to_json(&desired.admin_agent)];
     let external = providers.iter().map(|p| ExternalPlan { backend: p.kind().config_key(), objects: p.plan(tenant, &desired) }).collect();
     Ok(Plan {
         tenant: desired.names.tenant.clone(),

@@ -14,11 +14,20 @@ fn plan_shows_what_a_tenant_becomes_without_a_cluster() {
     assert_eq!(plan["summary"]["namespace"], "tenant-acme");
     assert_eq!(plan["summary"]["fqdn"], "support.acme.example");
     let kinds: Vec<&str> = plan["kubernetes"].as_array().unwrap().iter().map(|o| o["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["Namespace", "ConfigMap", "Ingress"]);
+    assert_eq!(kinds, ["Namespace", "ConfigMap", "Ingress", "Agent"]);
+    let admin = &plan["kubernetes"][3];
+    assert_eq!(admin["metadata"]["name"], "admin");
+    assert_eq!(admin["spec"]["roles"], serde_json::json!(["admin"]));
     let ingress = &plan["kubernetes"][2];
     assert_eq!(ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"], "letsencrypt-prod");
     assert_eq!(ingress["spec"]["ingressClassName"], "nginx");
-    assert_eq!(plan["notConfigured"].as_array().unwrap().len(), 4);
+    assert_eq!(plan["notConfigured"], serde_json::json!(["grafana"]));
+    let backends: Vec<&str> = plan["external"].as_array().unwrap().iter().map(|b| b["backend"].as_str().unwrap()).collect();
+    assert_eq!(backends, ["identity", "database", "cache"]);
+    let identity = serde_json::to_string(&plan["external"][0]).unwrap();
+    for shown in ["acme", "cx-platform", "supervisor", "https://support.acme.example/*"] {
+        assert!(identity.contains(shown), "the identity plan shows {shown}: {identity}");
+    }
 }
 
 #[test]

@@ -122,10 +122,15 @@ fn the_example_check_fails_on_an_unknown_field() {
 #[test]
 fn examples_deserialize_into_the_rust_types_and_plan_offline() {
     let config = Config::load(&repo("examples/operator-config.yaml")).expect("the example configuration is valid");
+    let crds = crd_json();
     for file in ["examples/tenant-full.yaml", "examples/tenant-minimal.yaml"] {
         let tenant: api::Tenant = serde_yaml_ng::from_str(&std::fs::read_to_string(repo(file)).unwrap()).unwrap();
         let plan = plan::plan(&tenant, &config, &Providers::default(), jiff::Timestamp::now()).expect("the example plans");
-        assert_eq!(plan.kubernetes.len(), 3);
+        assert_eq!(plan.kubernetes.len(), 4);
+        // The tenant administrator's Agent, as the operator would apply it, passes the CRD schema.
+        let admin = &plan.kubernetes[3];
+        let errors = schema::validate(schema_for(&crds, "cx-operator.io/v1alpha1", "Agent"), admin, None);
+        assert!(errors.is_empty(), "{file}: the admin Agent: {errors:#?}");
     }
     for obj in manifests(&repo("examples/agents.yaml")) {
         let _: api::Agent = serde_json::from_value(obj).unwrap();

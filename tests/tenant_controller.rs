@@ -407,11 +407,13 @@ async fn leadership_hands_over_between_instances() {
 async fn agents_over_the_quota_are_not_provisioned() {
     let cluster = TestCluster::start().await;
     let mut config = cluster.config();
-    config.defaults.quota.agents = Some(1);
+    // The tenant administrator's Agent counts: it takes the first of the two places.
+    config.defaults.quota.agents = Some(2);
     let (op, _) = cluster.operator(config, Providers::default(), "a").await;
     let t = ready_tenant(&cluster, "quota", TestCluster::minimal_spec()).await;
     let ns = t.status.unwrap().namespace.unwrap();
     let agents: Api<Agent> = Api::namespaced(cluster.client.clone(), &ns);
+    wait_for(&agents, "admin", LIMIT, "the administrator's Agent", |a| a.status.is_some()).await;
     for name in ["first", "second"] {
         let agent: Agent = serde_json::from_value(json!({
             "apiVersion": "cx-operator.io/v1alpha1", "kind": "Agent",
@@ -431,11 +433,11 @@ async fn agents_over_the_quota_are_not_provisioned() {
 
     let quotas: Api<CapabilityQuota> = Api::namespaced(cluster.client.clone(), &ns);
     let q = wait_for(&quotas, "default", LIMIT, "measured", |q| {
-        q.status.as_ref().is_some_and(|s| s.used.get("agents").is_some_and(|v| v.0 == "2"))
+        q.status.as_ref().is_some_and(|s| s.used.get("agents").is_some_and(|v| v.0 == "3"))
     })
     .await;
     let status = q.status.unwrap();
-    assert_eq!(status.hard["agents"].0, "1");
+    assert_eq!(status.hard["agents"].0, "2");
     assert_eq!(status.hard["aiAgents"].0, "0", "a feature that is off has a zero limit");
     let within = conditions::find(&status.conditions, types::WITHIN_LIMITS).unwrap();
     assert_eq!(within.status, "False");
@@ -450,7 +452,7 @@ async fn agents_over_the_quota_are_not_provisioned() {
             .as_ref()
             .and_then(|s| s.usage.as_ref())
             .and_then(|u| u.agents.as_ref())
-            .is_some_and(|a| a.used.as_deref() == Some("2") && a.limit.as_deref() == Some("5"))
+            .is_some_and(|a| a.used.as_deref() == Some("3") && a.limit.as_deref() == Some("5"))
     })
     .await;
     op.stop().await.unwrap();

@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod diff;
+pub mod events;
 pub mod quota;
 pub mod secrets;
 pub mod tenant;
@@ -29,7 +30,7 @@ use kube::{
     api::{Patch, PatchParams},
     runtime::{
         controller::Action,
-        events::{Event, EventType, Recorder},
+        events::EventType,
         reflector::{ObjectRef, Store},
     },
 };
@@ -139,7 +140,7 @@ pub struct Context {
     /// The configured external systems.
     pub providers: Providers,
     /// Publishes Events.
-    pub recorder: Recorder,
+    pub recorder: events::EventPublisher,
     /// Metrics.
     pub metrics: Metrics,
     /// Caches.
@@ -150,7 +151,14 @@ pub struct Context {
 
 impl Context {
     /// Creates a context.
-    pub fn new(client: Client, config: Arc<Config>, providers: Providers, recorder: Recorder, metrics: Metrics, stores: Stores) -> Self {
+    pub fn new(
+        client: Client,
+        config: Arc<Config>,
+        providers: Providers,
+        recorder: events::EventPublisher,
+        metrics: Metrics,
+        stores: Stores,
+    ) -> Self {
         Self { client, config, providers, recorder, metrics, stores, failures: Mutex::default() }
     }
 
@@ -178,8 +186,7 @@ impl Context {
 
     /// Publishes an Event on an object; a failure to publish is logged, never fatal.
     pub async fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, type_: EventType, reason: &str, action: &str, note: String) {
-        let event = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
-        if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+        if let Err(e) = self.recorder.publish(&obj.object_ref(&()), type_, reason, action, note).await {
             tracing::warn!(error = %e, reason, "cannot publish event");
         }
     }

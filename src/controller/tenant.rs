@@ -26,7 +26,7 @@ use serde_json::json;
 use super::{Applied, Context, Error, apply, secrets, tenant_desired};
 use crate::{
     api::{
-        CapabilityQuota, CapabilityQuotaSpec, Tenant, TenantPhase, TenantStatus,
+        Agent, CapabilityQuota, CapabilityQuotaSpec, Tenant, TenantPhase, TenantStatus,
         common::{SecretReference, UsageFigure},
         conditions::{self, Cond, reasons, types},
         quota::Capability,
@@ -166,6 +166,10 @@ async fn namespace_step(tenant: &Tenant, desired: &tenant_desired::DesiredTenant
         out.fail(types::NAMESPACE_READY, e);
         return false;
     }
+    if let Err(e) = ensure_admin_agent(tenant, desired, ctx, out).await {
+        out.fail(types::NAMESPACE_READY, e);
+        return false;
+    }
     out.conditions.push(Cond::ok(
         types::NAMESPACE_READY,
         reasons::PROVISIONED,
@@ -195,6 +199,22 @@ async fn ensure_default_quota(desired: &tenant_desired::DesiredTenant, ctx: &Con
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
         Err(e) => Err(Error::kube(format!("creating CapabilityQuota {namespace}/{DEFAULT_QUOTA}"))(e)),
     }
+}
+
+/// Applies the Agent of the tenant administrator; an unchanged Agent gets no write.
+async fn ensure_admin_agent(
+    tenant: &Tenant,
+    desired: &tenant_desired::DesiredTenant,
+    ctx: &Context,
+    out: &mut Outcome,
+) -> Result<(), Error> {
+    let agent = &desired.admin_agent;
+    let namespace = &desired.names.namespace;
+    let api: Api<Agent> = Api::namespaced(ctx.client.clone(), namespace);
+    let observed = ctx.stores.agents.get(&ObjectRef::from_obj(agent));
+    let applied = apply(&api, agent, observed, tenant.uid().as_deref(), &[]).await?;
+    record(out, applied, "Agent", &format!("{namespace}/{}", tenant_desired::ADMIN_AGENT));
+    Ok(())
 }
 
 async fn ingress_step(tenant: &Tenant, desired: &tenant_desired::DesiredTenant, ctx: &Context, out: &mut Outcome) {

@@ -19,10 +19,20 @@ use k8s_openapi::{
 use kube::{Resource, ResourceExt};
 
 use crate::{
-    api::{Tenant, tenant::IssuerKind},
+    api::{
+        Agent, AgentSpec, Tenant,
+        agent::{TENANT_ADMIN_LABEL, TimeFormat, TwoFactor},
+        tenant::IssuerKind,
+    },
     config::{self, Config},
     labels::{MANAGED_BY, MANAGED_BY_LABEL, TENANT_CONFIGMAP, TENANT_LABEL},
 };
+
+/// Name of the Agent of the tenant administrator in the tenant namespace.
+pub const ADMIN_AGENT: &str = "admin";
+
+/// The realm role of the tenant administrator.
+pub const ADMIN_ROLE: &str = "admin";
 
 /// Maximum length of a tenant id, so every derived name stays legal.
 pub const MAX_TENANT_ID: usize = 40;
@@ -70,6 +80,8 @@ pub struct DesiredTenant {
     pub config_map: ConfigMap,
     /// The tenant Ingress in the platform namespace.
     pub ingress: Ingress,
+    /// The Agent of the tenant administrator in the tenant namespace.
+    pub admin_agent: Agent,
 }
 
 /// Checks what the schema cannot: derived names must stay legal.
@@ -146,7 +158,8 @@ pub fn assemble(tenant: &Tenant, config: &Config, now: Timestamp) -> DesiredTena
     DesiredTenant {
         namespace: namespace(&names, owner.clone()),
         config_map: config_map(tenant, &names, active, owner.clone()),
-        ingress: ingress(tenant, &names, config, owner),
+        ingress: ingress(tenant, &names, config, owner.clone()),
+        admin_agent: admin_agent(tenant, &names, owner),
         names,
         active,
         expired,
@@ -172,6 +185,36 @@ fn meta(name: &str, namespace: Option<&str>, names: &TenantNames, owner: Option<
         owner_references: owner.map(|o| vec![o]),
         ..ObjectMeta::default()
     }
+}
+
+/// The Agent `admin` of the tenant administrator, from `spec.admin`, with the admin
+/// role and the tenant-admin label. The Agent controller provisions its user like
+/// any other Agent's; it counts towards the tenant's agent quota.
+fn admin_agent(tenant: &Tenant, names: &TenantNames, owner: Option<OwnerReference>) -> Agent {
+    let admin = &tenant.spec.admin;
+    let spec = AgentSpec {
+        username: Some(admin.username.clone()),
+        email: admin.email.clone(),
+        first_name: admin.first_name.clone(),
+        last_name: admin.last_name.clone(),
+        alias: None,
+        phone: None,
+        title: None,
+        bio: None,
+        roles: vec![ADMIN_ROLE.into()],
+        queues: Vec::new(),
+        skills: Vec::new(),
+        enabled: true,
+        mobile_app: false,
+        time_format: TimeFormat::default(),
+        password_secret_ref: admin.password_secret_ref.clone(),
+        activation: admin.activation,
+        two_factor: TwoFactor::default(),
+    };
+    let mut agent = Agent::new(ADMIN_AGENT, spec);
+    agent.metadata = meta(ADMIN_AGENT, Some(&names.namespace), names, owner);
+    agent.metadata.labels.get_or_insert_default().insert(TENANT_ADMIN_LABEL.to_string(), "true".to_string());
+    agent
 }
 
 fn namespace(names: &TenantNames, owner: Option<OwnerReference>) -> Namespace {
@@ -294,13 +337,27 @@ mod tests {
     #[test]
     fn every_object_is_labelled_and_owned_by_the_tenant() {
         let d = build(&tenant("acme"), &config(), now()).unwrap();
-        for meta in [&d.namespace.metadata, &d.config_map.metadata, &d.ingress.metadata] {
+        for meta in [&d.namespace.metadata, &d.config_map.metadata, &d.ingress.metadata, &d.admin_agent.metadata] {
             assert_eq!(meta.labels.as_ref().unwrap()[TENANT_LABEL], "acme");
             let owner = &meta.owner_references.as_ref().unwrap()[0];
             assert_eq!((owner.kind.as_str(), owner.uid.as_str(), owner.controller), ("Tenant", "uid-1", Some(true)));
         }
         assert_eq!(d.ingress.metadata.namespace.as_deref(), Some("cx-platform"));
         assert_eq!(d.config_map.metadata.namespace.as_deref(), Some("tenant-acme"));
+    }
+
+    #[test]
+    fn the_tenant_administrator_is_an_admin_agent_in_the_tenant_namespace() {
+        let t = tenant("acme");
+        let agent = build(&t, &config(), now()).unwrap().admin_agent;
+        assert_eq!(agent.metadata.name.as_deref(), Some(ADMIN_AGENT));
+        assert_eq!(agent.metadata.namespace.as_deref(), Some("tenant-acme"));
+        assert_eq!(agent.metadata.labels.as_ref().unwrap()[TENANT_ADMIN_LABEL], "true");
+        assert!(agent.is_tenant_admin());
+        assert_eq!(agent.spec.roles, [ADMIN_ROLE]);
+        assert_eq!(agent.spec.username.as_deref(), Some(t.spec.admin.username.as_str()));
+        assert_eq!(agent.spec.email, t.spec.admin.email);
+        assert_eq!(agent.spec.activation, t.spec.admin.activation);
     }
 
     #[test]

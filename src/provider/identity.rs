@@ -1,6 +1,7 @@
-//! The Tenant step "Identity": the tenant's realm in Keycloak as a [`Provisioner`].
+//! The Tenant step "Identity": the tenant's realm in Keycloak as a [`Provisioner`],
+//! and the realm user of an Agent.
 
-use std::sync::Arc;
+use std::{collections::BTreeMap, sync::Arc};
 
 use async_trait::async_trait;
 use kube::ResourceExt;
@@ -12,7 +13,8 @@ use super::{
 };
 use crate::{
     api::{
-        Tenant,
+        Agent, Tenant,
+        agent::TwoFactor,
         conditions::{Cond, reasons},
     },
     controller::tenant_desired::DesiredTenant,
@@ -42,19 +44,39 @@ pub fn realm_spec(tenant: &Tenant, desired: &DesiredTenant) -> RealmSpec {
     }
 }
 
-/// The tenant administrator as a realm user (shown by `plan`; the Agent controller
-/// provisions it from the `admin` Agent).
-pub fn admin_user_spec(tenant: &Tenant) -> UserSpec {
-    let admin = &tenant.spec.admin;
+/// The realm user an Agent should have; `tenant_active` false disables it with its
+/// Tenant.
+pub fn agent_user(agent: &Agent, tenant_active: bool) -> UserSpec {
+    let spec = &agent.spec;
+    let mut attributes = BTreeMap::new();
+    let alias = spec.alias.clone().unwrap_or_else(|| match &spec.last_name {
+        Some(last) if !last.trim().is_empty() => format!("{} {last}", spec.first_name),
+        _ => spec.first_name.clone(),
+    });
+    attributes.insert("alias".to_string(), vec![alias]);
+    for (key, value) in [("phone", &spec.phone), ("title", &spec.title), ("bio", &spec.bio)] {
+        if let Some(v) = value {
+            attributes.insert(key.to_string(), vec![v.clone()]);
+        }
+    }
+    if !spec.queues.is_empty() {
+        attributes.insert("queues".to_string(), spec.queues.clone());
+    }
+    if !spec.skills.is_empty() {
+        attributes.insert("skills".to_string(), spec.skills.clone());
+    }
+    attributes.insert("mobileApp".to_string(), vec![spec.mobile_app.to_string()]);
+    let time_format = serde_json::to_value(spec.time_format).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+    attributes.insert("timeFormat".to_string(), vec![time_format]);
     UserSpec {
-        username: admin.username.clone(),
-        email: admin.email.clone(),
-        first_name: admin.first_name.clone(),
-        last_name: admin.last_name.clone(),
-        enabled: true,
-        attributes: Default::default(),
-        roles: vec!["admin".into()],
-        require_otp: false,
+        username: agent.username(),
+        email: spec.email.clone(),
+        first_name: spec.first_name.clone(),
+        last_name: spec.last_name.clone(),
+        enabled: spec.enabled && tenant_active,
+        attributes,
+        roles: spec.roles.clone(),
+        require_otp: spec.two_factor == TwoFactor::Required,
     }
 }
 
@@ -66,7 +88,7 @@ impl Provisioner for IdentityProvisioner {
 
     fn plan(&self, tenant: &Tenant, desired: &DesiredTenant) -> Vec<PlannedObject> {
         let mut objects = self.keycloak.plan_realm(&realm_spec(tenant, desired));
-        objects.push(self.keycloak.plan_user(&admin_user_spec(tenant)));
+        objects.push(self.keycloak.plan_user(&agent_user(&desired.admin_agent, desired.active)));
         objects
     }
 
@@ -84,5 +106,53 @@ impl Provisioner for IdentityProvisioner {
     async fn delete(&self, request: &TenantRequest<'_>) -> Result<Vec<String>, ProviderError> {
         let uid = request.tenant.uid().unwrap_or_default();
         leave_foreign(self.keycloak.delete_owned_realm(&request.desired.names.realm, &uid).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(spec: serde_json::Value) -> Agent {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "cx-operator.io/v1alpha1", "kind": "Agent",
+            "metadata": {"name": "bob", "namespace": "tenant-acme"}, "spec": spec,
+        }))
+        .expect("a valid Agent")
+    }
+
+    #[test]
+    fn an_agent_maps_to_a_user_with_attributes() {
+        let a = agent(serde_json::json!({
+            "email": "bob@acme.example", "firstName": "Bob", "lastName": "Meyer", "phone": "+4930123456",
+            "roles": ["agent"], "queues": ["billing", "general"], "timeFormat": "12h", "twoFactor": "required",
+        }));
+        let user = agent_user(&a, true);
+        assert_eq!(user.username, "bob");
+        assert!(user.enabled && user.require_otp);
+        assert_eq!(user.roles, ["agent"]);
+        assert_eq!(user.attributes["alias"], ["Bob Meyer"], "the alias defaults to the full name");
+        assert_eq!(user.attributes["phone"], ["+4930123456"]);
+        assert_eq!(user.attributes["queues"], ["billing", "general"]);
+        assert_eq!(user.attributes["mobileApp"], ["false"]);
+        assert_eq!(user.attributes["timeFormat"], ["12h"]);
+        assert!(!user.attributes.contains_key("skills") && !user.attributes.contains_key("title"), "absent fields are no attributes");
+    }
+
+    #[test]
+    fn an_alias_wins_and_a_first_name_alone_is_the_default_alias() {
+        let named = agent(serde_json::json!({"email": "b@acme.example", "firstName": "Bob", "alias": "Bobby"}));
+        assert_eq!(agent_user(&named, true).attributes["alias"], ["Bobby"]);
+        let single = agent(serde_json::json!({"email": "b@acme.example", "firstName": "Bob"}));
+        assert_eq!(agent_user(&single, true).attributes["alias"], ["Bob"]);
+    }
+
+    #[test]
+    fn a_user_is_disabled_by_its_agent_or_its_tenant() {
+        let off = agent(serde_json::json!({"email": "b@acme.example", "firstName": "Bob", "enabled": false}));
+        assert!(!agent_user(&off, true).enabled);
+        let on = agent(serde_json::json!({"email": "b@acme.example", "firstName": "Bob"}));
+        assert!(!agent_user(&on, false).enabled, "a disabled Tenant disables its Agents' users");
+        assert!(agent_user(&on, true).enabled);
     }
 }

@@ -25,7 +25,7 @@ use keycloak::{
 };
 
 use self::client::{Admin, SharedTokens, TokenCache, classify, http_client, refused, status_of, unavailable};
-use super::{PlannedObject, ProviderError};
+use super::{PlannedObject, ProviderError, password};
 
 pub use self::realm::{SMTP_PASSWORD_DIGEST_ATTRIBUTE, TENANT_UID_ATTRIBUTE};
 pub use self::user::{MANAGED_USER_ATTRIBUTES, PENDING_VERIFICATION_ATTRIBUTE};
@@ -319,6 +319,14 @@ impl KeycloakProvider {
     /// The realm settings in use.
     pub fn template(&self) -> &RealmTemplate {
         &self.template
+    }
+
+    /// A generated password for a person of a tenant realm that the realm's password
+    /// policy accepts: long enough for its `length(n)` term, with every symbol class.
+    pub fn generate_password(&self) -> String {
+        let terms = realm::policy_terms(Some(&self.template.password_policy));
+        let min_length = terms.get("length").and_then(|n| n.parse().ok()).unwrap_or(0);
+        password::generate_for_person(min_length)
     }
 
     /// The realm, its roles and its OIDC client, as `cx-operator plan` shows them.

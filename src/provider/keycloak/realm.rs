@@ -160,7 +160,7 @@ pub(super) fn update(template: &RealmTemplate, spec: &RealmSpec, actual: &RealmR
 
 /// A password policy as a set of terms, so that `notUsername` and Keycloak's
 /// `notUsername(undefined)`, or a different order, compare equal.
-fn policy_terms(policy: Option<&str>) -> BTreeMap<String, String> {
+pub(super) fn policy_terms(policy: Option<&str>) -> BTreeMap<String, String> {
     policy
         .unwrap_or_default()
         .split(" and ")

@@ -199,6 +199,20 @@ impl FakeKeycloak {
     pub fn sent_emails(&self) -> Vec<SentEmail> {
         self.state().emails.clone()
     }
+
+    /// Gives a user a TOTP credential, as when the person sets up an authenticator
+    /// app at a login (Keycloak's Admin API cannot add one to an existing user).
+    pub fn add_otp_credential(&self, realm: &str, user_id: &str) {
+        let mut state = self.state();
+        let user = state.realms.get_mut(realm).and_then(|r| r.user_mut(user_id)).expect("the user exists");
+        user.otp.push(state::Credential {
+            id: new_id(),
+            kind: "otp".into(),
+            label: Some("phone".into()),
+            created: now_millis(),
+            data: r#"{"subType":"totp","digits":6,"counter":0,"period":30,"algorithm":"HmacSHA1"}"#.into(),
+        });
+    }
 }
 
 impl Drop for FakeKeycloak {
