@@ -9,7 +9,7 @@ use std::{collections::BTreeMap, fmt, path::Path, time::Duration};
 
 use serde::{Deserialize, Deserializer, de::DeserializeOwned};
 
-use crate::api::quota::Limits;
+use crate::api::quota::{Capability, Limits};
 
 /// Backends this version can provision. A configured backend outside this list is
 /// refused, so that a configuration never promises provisioning that does not happen.
@@ -59,6 +59,9 @@ pub struct Config {
     /// Platform licence: caps on the sum over all tenants.
     #[serde(default)]
     pub licence: Option<Licence>,
+    /// How capability usage is measured in the tenants' stores.
+    #[serde(default)]
+    pub usage: UsageConfig,
     /// Namespace of the operator itself, where backend credential Secrets live;
     /// defaults to `POD_NAMESPACE`, then `cx-operator`.
     #[serde(default)]
@@ -435,6 +438,54 @@ pub struct BackendConfig {
     pub settings: BTreeMap<String, serde_yaml_ng::Value>,
 }
 
+/// How capability usage is measured. Agents are counted from the cluster on every
+/// change; storage and the sources below are measured in the tenant's stores at
+/// most once per `interval` per tenant.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UsageConfig {
+    /// How often a tenant's stores are measured.
+    #[serde(default = "default_usage_interval", deserialize_with = "duration")]
+    pub interval: Duration,
+    /// Fraction (0 to 1) of the interval added at random, so that measurements of
+    /// many tenants spread out.
+    #[serde(default = "default_jitter")]
+    pub jitter: f64,
+    /// Where a capability other than `agents` and `storage` is counted, by capability
+    /// name (`widgets`, `channelAccounts`, `concurrentAudioVideo` ...). A capability
+    /// without a source is not measured.
+    #[serde(default)]
+    pub sources: BTreeMap<String, UsageSource>,
+}
+
+impl Default for UsageConfig {
+    fn default() -> Self {
+        Self { interval: default_usage_interval(), jitter: default_jitter(), sources: BTreeMap::new() }
+    }
+}
+
+fn default_usage_interval() -> Duration {
+    Duration::from_secs(300)
+}
+
+/// Where one capability is counted: documents of a collection in the tenant's
+/// database, or members of a set in the tenant's cache.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UsageSource {
+    /// Collection in the tenant's database whose documents matching `filter` are
+    /// counted.
+    #[serde(default)]
+    pub collection: Option<String>,
+    /// MongoDB query document selecting the counted documents (all when empty).
+    #[serde(default)]
+    pub filter: serde_json::Map<String, serde_json::Value>,
+    /// Key of a set in the tenant's cache, after the tenant's key prefix, whose
+    /// members are counted (`SCARD`).
+    #[serde(default)]
+    pub cache_set: Option<String>,
+}
+
 /// Platform licence: caps on the sum over all tenants.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -563,6 +614,7 @@ impl Config {
                 "must include admin, the role of every tenant administrator",
             );
         }
+        self.check_usage(&mut check);
         if let Some(db) = &self.database {
             check(
                 db.database_name.contains("{tenant}"),
@@ -588,6 +640,31 @@ impl Config {
             }
         }
         problems
+    }
+
+    /// The usage section: a known capability per source, one place to count it, and
+    /// the backend that place lives in.
+    fn check_usage(&self, check: &mut impl FnMut(bool, &str, &str)) {
+        let usage = &self.usage;
+        check(usage.interval >= Duration::from_secs(10), "usage.interval", "must be at least 10s");
+        check((0.0..=1.0).contains(&usage.jitter), "usage.jitter", "must be between 0 and 1");
+        for (name, source) in &usage.sources {
+            let path = format!("usage.sources.{name}");
+            let counted = Capability::ALL.iter().any(|c| c.name() == name && !matches!(c, Capability::Agents | Capability::Storage));
+            check(counted, &path, "must be a capability other than agents and storage (those are always measured)");
+            match (&source.collection, &source.cache_set) {
+                (Some(collection), None) => {
+                    check(!collection.is_empty() && !collection.contains('$'), &format!("{path}.collection"), "must be a collection name");
+                    check(self.database.is_some(), &format!("{path}.collection"), "needs the database backend to be configured");
+                }
+                (None, Some(key)) => {
+                    check(!key.is_empty(), &format!("{path}.cacheSet"), "must not be empty");
+                    check(source.filter.is_empty(), &format!("{path}.filter"), "applies to collections only");
+                    check(self.cache.is_some(), &format!("{path}.cacheSet"), "needs the cache backend to be configured");
+                }
+                _ => check(false, &path, "must set exactly one of collection and cacheSet"),
+            }
+        }
     }
 
     /// The backend sections by their config key.
@@ -631,6 +708,7 @@ fn section_problems(value: &serde_yaml_ng::Value) -> Vec<Problem> {
             "database" => check::<Option<DatabaseConfig>>(section, key),
             "operatorNamespace" => check::<Option<String>>(section, key),
             "licence" => check::<Option<Licence>>(section, key),
+            "usage" => check::<UsageConfig>(section, key),
             other => Err(Problem { path: other.into(), message: "unknown field".into() }),
         };
         problems.extend(result.err());
@@ -698,6 +776,32 @@ mod tests {
         assert_eq!(c.reconcile.resync_interval, Duration::from_secs(600));
         assert_eq!(c.ingress.paths[0].service.name, "web");
         assert!(c.identity.is_none() && c.database.is_none());
+    }
+
+    #[test]
+    fn usage_sources_are_checked_with_their_paths() {
+        let p = problems(
+            "rootDomain: cx.example.com\nplatformNamespace: p\nusage:\n  interval: 1s\n  sources:\n    \
+             agents: {collection: agents}\n    widgets: {collection: widgets}\n    workflows: {}\n    \
+             concurrentAudioVideo: {cacheSet: 'av:active', filter: {a: 1}}\n",
+        );
+        for path in [
+            "usage.interval:",
+            "usage.sources.agents:",
+            "usage.sources.widgets.collection:",
+            "usage.sources.workflows:",
+            "usage.sources.concurrentAudioVideo.filter:",
+            "usage.sources.concurrentAudioVideo.cacheSet:",
+        ] {
+            assert!(p.iter().any(|m| m.starts_with(path)), "{path} missing in {p:?}");
+        }
+        let ok = Config::parse(
+            "rootDomain: cx.example.com\nplatformNamespace: p\ndatabase: {uriSecret: m}\n\
+             usage: {sources: {widgets: {collection: widgets, filter: {deleted: {$ne: true}}}}}\n",
+        )
+        .unwrap();
+        assert_eq!(ok.usage.sources["widgets"].collection.as_deref(), Some("widgets"));
+        assert_eq!(ok.usage.interval, Duration::from_secs(300));
     }
 
     #[test]

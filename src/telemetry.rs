@@ -1,6 +1,6 @@
 //! Structured logs and Prometheus metrics.
 
-use std::sync::Arc;
+use std::sync::{Arc, atomic::AtomicU64};
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
@@ -58,6 +58,19 @@ pub struct Metrics {
     pub duration: Family<ControllerLabels, Histogram>,
     /// 1 while this instance holds the leader lease.
     pub leader: Gauge,
+    /// Measured use per tenant and capability (`cx_capability_used`).
+    pub capability_used: Family<CapabilityLabels, Gauge<f64, AtomicU64>>,
+    /// Effective limit per tenant and capability (`cx_capability_limit`).
+    pub capability_limit: Family<CapabilityLabels, Gauge<f64, AtomicU64>>,
+}
+
+/// Labels of capability metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CapabilityLabels {
+    /// The tenant id.
+    pub tenant: String,
+    /// The capability (`agents`, `storage` ...).
+    pub capability: String,
 }
 
 impl Default for Metrics {
@@ -68,12 +81,20 @@ impl Default for Metrics {
             Histogram::new([0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
         });
         let leader = Gauge::default();
-        let mut registry = Registry::with_prefix("cx_operator");
-        registry.register("reconciles", "Reconciles started", reconciles.clone());
-        registry.register("reconcile_errors", "Reconcile errors by reason", errors.clone());
-        registry.register("reconcile_duration_seconds", "Reconcile duration", duration.clone());
-        registry.register("leader", "1 while this instance holds the leader lease", leader.clone());
-        Self { registry: Arc::new(registry), reconciles, errors, duration, leader }
+        let capability_used = Family::<CapabilityLabels, Gauge<f64, AtomicU64>>::default();
+        let capability_limit = Family::<CapabilityLabels, Gauge<f64, AtomicU64>>::default();
+        let mut registry = Registry::default();
+        {
+            let operator = registry.sub_registry_with_prefix("cx_operator");
+            operator.register("reconciles", "Reconciles started", reconciles.clone());
+            operator.register("reconcile_errors", "Reconcile errors by reason", errors.clone());
+            operator.register("reconcile_duration_seconds", "Reconcile duration", duration.clone());
+            operator.register("leader", "1 while this instance holds the leader lease", leader.clone());
+        }
+        // The capability gauges are named for the product, as dashboards query them.
+        registry.register("cx_capability_used", "Measured use of a capability by a tenant", capability_used.clone());
+        registry.register("cx_capability_limit", "Effective limit of a capability for a tenant", capability_limit.clone());
+        Self { registry: Arc::new(registry), reconciles, errors, duration, leader, capability_used, capability_limit }
     }
 }
 
@@ -88,6 +109,22 @@ impl Metrics {
     /// Counts a reconcile error.
     pub fn reconcile_failed(&self, controller: &str, reason: &str) {
         self.errors.get_or_create(&ErrorLabels { controller: controller.into(), reason: reason.into() }).inc();
+    }
+
+    /// Publishes a tenant's use and limit of a capability; a capability without a
+    /// measurement or a limit is removed rather than shown as 0.
+    pub fn set_capability(&self, tenant: &str, capability: &str, used: Option<f64>, limit: Option<f64>) {
+        let labels = CapabilityLabels { tenant: tenant.into(), capability: capability.into() };
+        for (family, value) in [(&self.capability_used, used), (&self.capability_limit, limit)] {
+            match value {
+                Some(v) => {
+                    family.get_or_create(&labels).set(v);
+                }
+                None => {
+                    family.remove(&labels);
+                }
+            }
+        }
     }
 
     /// Reconciles started by a controller so far.

@@ -79,6 +79,10 @@ pub mod reasons {
     pub const WITHIN_LIMITS: &str = "WithinLimits";
     /// At least one capability is over its limit.
     pub const LIMITS_EXCEEDED: &str = "LimitsExceeded";
+    /// A capability passed 80 % of its limit.
+    pub const NEAR_LIMIT: &str = "NearLimit";
+    /// A capability reached its limit.
+    pub const LIMIT_REACHED: &str = "LimitReached";
 }
 
 /// A condition as the operator computes it, before timestamps are settled.

@@ -10,6 +10,7 @@ pub mod quota;
 pub mod secrets;
 pub mod tenant;
 pub mod tenant_desired;
+pub mod usage;
 
 use std::{
     collections::HashMap,
@@ -145,6 +146,8 @@ pub struct Context {
     pub metrics: Metrics,
     /// Caches.
     pub stores: Stores,
+    /// The last usage measurement per tenant namespace.
+    pub usage: usage::MeasurementCache,
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -159,7 +162,7 @@ impl Context {
         metrics: Metrics,
         stores: Stores,
     ) -> Self {
-        Self { client, config, providers, recorder, metrics, stores, failures: Mutex::default() }
+        Self { client, config, providers, recorder, metrics, stores, usage: usage::MeasurementCache::default(), failures: Mutex::default() }
     }
 
     /// The delay until a settled object is checked again, with jitter so that resyncs

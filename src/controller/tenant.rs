@@ -23,7 +23,7 @@ use kube::{
 };
 use serde_json::json;
 
-use super::{Applied, Context, Error, apply, secrets, tenant_desired};
+use super::{Applied, Context, Error, apply, quota, secrets, tenant_desired};
 use crate::{
     api::{
         Agent, CapabilityQuota, CapabilityQuotaSpec, Tenant, TenantPhase, TenantStatus,
@@ -258,7 +258,9 @@ async fn domain_step(desired: &tenant_desired::DesiredTenant, ctx: &Context, now
 
 async fn provider_steps(tenant: &Tenant, desired: &tenant_desired::DesiredTenant, ctx: &Context, out: &mut Outcome) {
     let secrets = secrets::TenantSecrets::new(ctx.client.clone(), tenant, &desired.names.namespace);
-    let request = TenantRequest { tenant, desired, secrets: &secrets, rotate: rotation_requested(tenant).is_some() };
+    // The data providers report the change of roles or ACL rules as operations.
+    let read_only = quota::storage_read_only(&desired.names.namespace, ctx);
+    let request = TenantRequest { tenant, desired, secrets: &secrets, rotate: rotation_requested(tenant).is_some(), read_only };
     for kind in ProviderKind::ALL {
         let Some(provider) = ctx.providers.get(kind) else {
             out.conditions.push(kind.not_configured());
@@ -436,7 +438,7 @@ async fn cleanup(tenant: Arc<Tenant>, ctx: &Context) -> Result<Action, Error> {
     match tenant.spec.deletion_policy {
         DeletionPolicy::Delete => {
             let secrets = secrets::TenantSecrets::new(ctx.client.clone(), &tenant, &desired.names.namespace);
-            let request = TenantRequest { tenant: &tenant, desired: &desired, secrets: &secrets, rotate: false };
+            let request = TenantRequest { tenant: &tenant, desired: &desired, secrets: &secrets, rotate: false, read_only: false };
             for provider in ctx.providers.iter() {
                 for op in provider.delete(&request).await? {
                     ctx.event(tenant.as_ref(), EventType::Normal, "Deleted", "Delete", op).await;

@@ -21,6 +21,7 @@ use crate::{
         Tenant,
         conditions::{Cond, reasons},
     },
+    config::UsageSource,
     controller::tenant_desired::DesiredTenant,
 };
 
@@ -96,7 +97,7 @@ impl Provisioner for CacheProvisioner {
         let tenant = request.tenant.name_any();
         let mut operations = Vec::new();
         let password = password_for(request, CACHE_SECRET, |p| self.secret_data(&tenant, p), &mut operations).await?;
-        operations.extend(self.redis.ensure_user(&tenant, &password, request.desired.active, false).await?);
+        operations.extend(self.redis.ensure_user(&tenant, &password, request.desired.active, request.read_only).await?);
         let user = self.redis.user_name(&tenant);
         let message = if request.desired.active {
             format!("cache user {user} is limited to keys {}* on {} node(s)", self.redis.key_prefix(&tenant), self.nodes.len())
@@ -128,6 +129,12 @@ impl Provisioner for CacheProvisioner {
     async fn usage(&self, tenant: &Tenant) -> Result<Option<Usage>, ProviderError> {
         let CacheUsage { keys, bytes, .. } = self.redis.usage(&tenant.name_any(), self.usage_sample).await?;
         Ok(Some(Usage { storage_bytes: bytes, items: Some(keys) }))
+    }
+
+    async fn count(&self, tenant: &Tenant, source: &UsageSource) -> Result<Option<u64>, ProviderError> {
+        let Some(key) = &source.cache_set else { return Ok(None) };
+        let key = format!("{}{key}", self.redis.key_prefix(&tenant.name_any()));
+        self.redis.set_cardinality(&key).await.map(Some)
     }
 }
 
@@ -175,7 +182,7 @@ impl Provisioner for DatabaseProvisioner {
         let uid = request.tenant.uid().unwrap_or_default();
         let mut operations = Vec::new();
         let password = password_for(request, DATABASE_SECRET, |p| self.secret_data(&tenant, p), &mut operations).await?;
-        operations.extend(self.mongo.ensure(&tenant, &uid, &password, request.desired.active, false).await?);
+        operations.extend(self.mongo.ensure(&tenant, &uid, &password, request.desired.active, request.read_only).await?);
         let database = self.mongo.database_name(&tenant);
         let message = if request.desired.active {
             format!("database {database} and its user are in place")
@@ -194,6 +201,11 @@ impl Provisioner for DatabaseProvisioner {
     async fn usage(&self, tenant: &Tenant) -> Result<Option<Usage>, ProviderError> {
         let bytes = self.mongo.usage(&tenant.name_any()).await?;
         Ok(Some(Usage { storage_bytes: bytes, items: None }))
+    }
+
+    async fn count(&self, tenant: &Tenant, source: &UsageSource) -> Result<Option<u64>, ProviderError> {
+        let Some(collection) = &source.collection else { return Ok(None) };
+        self.mongo.count(&tenant.name_any(), collection, &source.filter).await.map(Some)
     }
 }
 

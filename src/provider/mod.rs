@@ -122,6 +122,9 @@ pub struct TenantRequest<'a> {
     pub secrets: &'a dyn SecretStore,
     /// Whether generated credentials must be replaced now (a rotation was asked for).
     pub rotate: bool,
+    /// Whether the tenant may only read its stores: its storage is over the limit
+    /// of a quota with `storagePolicy: ReadOnly`.
+    pub read_only: bool,
 }
 
 /// A provider failure, classified so the controller knows whether to retry.
@@ -208,6 +211,12 @@ pub trait Provisioner: Send + Sync {
     /// What the tenant uses in this backend, for quotas; None where the backend
     /// measures nothing. Bounded in cost.
     async fn usage(&self, _tenant: &Tenant) -> Result<Option<Usage>, ProviderError> {
+        Ok(None)
+    }
+
+    /// Counts what a usage source names in the tenant's store; None when the source
+    /// lives in another backend.
+    async fn count(&self, _tenant: &Tenant, _source: &crate::config::UsageSource) -> Result<Option<u64>, ProviderError> {
         Ok(None)
     }
 }

@@ -410,6 +410,27 @@ impl MongoProvider {
         Ok(operations)
     }
 
+    /// The documents of a collection in the tenant's database that match `filter`
+    /// (the `count` command; a missing collection counts 0).
+    pub async fn count(
+        &self,
+        tenant: &str,
+        collection: &str,
+        filter: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<u64, ProviderError> {
+        let db = self.checked_database_name(tenant)?;
+        let query = mongodb::bson::to_document(filter).map_err(|e| ProviderError::Refused {
+            backend: BACKEND,
+            message: format!("the filter of collection {collection} is not a document: {e}"),
+        })?;
+        let reply = self
+            .backend
+            .run_command(&db, doc! { "count": collection, "query": query })
+            .await
+            .map_err(|e| self.failure("count", &db, e, ""))?;
+        Ok(number(&reply, "n").unwrap_or(0))
+    }
+
     /// The bytes the tenant's database takes on disk: `totalSize` of `dbStats` (data
     /// and indexes), or `storageSize + indexSize` on servers that do not report it.
     pub async fn usage(&self, tenant: &str) -> Result<u64, ProviderError> {

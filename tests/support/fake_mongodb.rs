@@ -144,6 +144,7 @@ impl MemoryMongo {
                 Ok(doc! { "ok": 1.0 })
             }
             "ping" => Ok(doc! { "ok": 1.0 }),
+            "count" => Ok(count(&state, db, &command)),
             _ => Err(MongoError::new(MongoError::COMMAND_NOT_FOUND, format!("no such command: '{name}'"))),
         }
     }
@@ -328,6 +329,31 @@ fn users_info(state: &State, db: &str, command: &Document) -> Document {
 /// `dbStats` with `scale: 1`: counts as integers and sizes as doubles, as servers
 /// report them; each collection's storage is allocated in 4 KiB pages and every
 /// collection has an `_id` index of one page.
+/// `count` with a query of equalities and the operators `$eq`, `$ne`, `$exists`;
+/// an unknown operator matches nothing, so a test never passes by accident.
+fn count(state: &State, db: &str, command: &Document) -> Document {
+    let collection = command.get_str("count").unwrap_or_default();
+    let query = command.get_document("query").cloned().unwrap_or_default();
+    let documents = state.databases.get(db).and_then(|c| c.get(collection));
+    let n = documents.map_or(0, |docs| docs.iter().filter(|d| matches(d, &query)).count());
+    doc! { "n": n as i64, "ok": 1.0 }
+}
+
+fn matches(document: &Document, query: &Document) -> bool {
+    query.iter().all(|(field, condition)| {
+        let value = document.get(field);
+        match condition {
+            Bson::Document(ops) if ops.keys().all(|k| k.starts_with('$')) => ops.iter().all(|(op, arg)| match op.as_str() {
+                "$eq" => value == Some(arg),
+                "$ne" => value != Some(arg),
+                "$exists" => value.is_some() == (arg == &Bson::Boolean(true)),
+                _ => false,
+            }),
+            other => value == Some(other),
+        }
+    })
+}
+
 fn db_stats(state: &State, db: &str) -> Document {
     let collections = state.databases.get(db);
     let collection_count = collections.map_or(0, BTreeMap::len) as i64;
