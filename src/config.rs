@@ -66,6 +66,9 @@ pub struct Config {
     /// defaults to `POD_NAMESPACE`, then `cx-operator`.
     #[serde(default)]
     pub operator_namespace: Option<String>,
+    /// The validating admission webhook.
+    #[serde(default)]
+    pub webhook: WebhookConfig,
 }
 
 /// The identity backend (Keycloak): one realm per tenant.
@@ -501,6 +504,120 @@ pub struct Licence {
     pub workflow_triggers: Option<i64>,
 }
 
+/// The validating admission webhook: where it listens and where its serving
+/// certificate comes from.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Whether every replica serves the admission webhook.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Address the HTTPS server binds to.
+    #[serde(default = "default_webhook_bind_address")]
+    pub bind_address: std::net::IpAddr,
+    /// Port of the HTTPS server; 0 picks a free port.
+    #[serde(default = "default_webhook_port")]
+    pub port: u16,
+    /// The Service (in the operator namespace) the API server calls the webhook through;
+    /// the serving certificate names `<serviceName>.<namespace>.svc`.
+    #[serde(default = "default_webhook_service")]
+    pub service_name: String,
+    /// The ValidatingWebhookConfiguration whose `caBundle` fields the operator fills in
+    /// `SelfSigned` mode.
+    #[serde(default = "default_webhook_configuration")]
+    pub configuration_name: String,
+    /// Where the serving certificate comes from.
+    #[serde(default)]
+    pub certificate: WebhookCertificateConfig,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            bind_address: default_webhook_bind_address(),
+            port: default_webhook_port(),
+            service_name: default_webhook_service(),
+            configuration_name: default_webhook_configuration(),
+            certificate: WebhookCertificateConfig::default(),
+        }
+    }
+}
+
+fn default_webhook_bind_address() -> std::net::IpAddr {
+    std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+}
+fn default_webhook_port() -> u16 {
+    8443
+}
+fn default_webhook_service() -> String {
+    "cx-operator-webhook".into()
+}
+fn default_webhook_configuration() -> String {
+    "cx-operator".into()
+}
+
+/// Where the webhook's serving certificate comes from.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebhookCertificateConfig {
+    /// `SelfSigned` (the operator issues and renews it), `CertManager` or `Secret`
+    /// (read from `secretName`, kept current by someone else).
+    #[serde(default)]
+    pub mode: CertificateMode,
+    /// Secret in the operator namespace with `tls.crt`, `tls.key` and `ca.crt`.
+    #[serde(default = "default_webhook_secret")]
+    pub secret_name: String,
+    /// `SelfSigned`: renew the serving certificate this long before it expires.
+    #[serde(default = "default_renew_before", deserialize_with = "long_duration")]
+    pub renew_before: Duration,
+    /// `SelfSigned`: how long a serving certificate is valid.
+    #[serde(default = "default_validity", deserialize_with = "long_duration")]
+    pub validity: Duration,
+    /// `SelfSigned`: how long the operator's own CA is valid; it is renewed `renewBefore`
+    /// ahead of its expiry like the serving certificate.
+    #[serde(default = "default_ca_validity", deserialize_with = "long_duration")]
+    pub ca_validity: Duration,
+}
+
+impl Default for WebhookCertificateConfig {
+    fn default() -> Self {
+        Self {
+            mode: CertificateMode::default(),
+            secret_name: default_webhook_secret(),
+            renew_before: default_renew_before(),
+            validity: default_validity(),
+            ca_validity: default_ca_validity(),
+        }
+    }
+}
+
+/// Where the webhook's serving certificate comes from.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+pub enum CertificateMode {
+    /// The operator creates a CA and a serving certificate, renews them and injects the
+    /// CA into the ValidatingWebhookConfiguration.
+    #[default]
+    SelfSigned,
+    /// cert-manager issues the certificate into the Secret and injects the CA.
+    CertManager,
+    /// Someone else keeps the Secret and the `caBundle` current.
+    Secret,
+}
+
+fn default_webhook_secret() -> String {
+    "cx-operator-webhook-tls".into()
+}
+fn default_renew_before() -> Duration {
+    Duration::from_secs(30 * 86_400)
+}
+fn default_validity() -> Duration {
+    Duration::from_secs(365 * 86_400)
+}
+fn default_ca_validity() -> Duration {
+    Duration::from_secs(10 * 365 * 86_400)
+}
+
 /// One problem in a configuration file, with the path of the field.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
@@ -635,10 +752,23 @@ impl Config {
             }
         }
         if let Some(l) = &self.licence {
-            for (name, v) in [("agents", l.agents), ("aiAgents", l.ai_agents), ("workflowTriggers", l.workflow_triggers)] {
+            let defaults = &self.defaults.quota;
+            for (name, v, default, field) in [
+                ("agents", l.agents, defaults.agents, "agents"),
+                ("aiAgents", l.ai_agents, defaults.ai_agents, "aiAgents"),
+                ("workflowTriggers", l.workflow_triggers, defaults.extra_workflow_triggers, "extraWorkflowTriggers"),
+            ] {
                 check(v.is_none_or(|n| n >= 0), &format!("licence.{name}"), "must not be negative");
+                // A tenant without a limit counts as unlimited against the licence, so the
+                // admission webhook would refuse a default quota that sets none.
+                check(
+                    v.is_none() || default.is_some(),
+                    &format!("defaults.quota.{field}"),
+                    &format!("must be set while licence.{name} is set: every tenant needs a limit for a licensed capability"),
+                );
             }
         }
+        problems.extend(self.webhook.problems());
         problems
     }
 
@@ -709,6 +839,7 @@ fn section_problems(value: &serde_yaml_ng::Value) -> Vec<Problem> {
             "operatorNamespace" => check::<Option<String>>(section, key),
             "licence" => check::<Option<Licence>>(section, key),
             "usage" => check::<UsageConfig>(section, key),
+            "webhook" => check::<WebhookConfig>(section, key),
             other => Err(Problem { path: other.into(), message: "unknown field".into() }),
         };
         problems.extend(result.err());
@@ -738,9 +869,49 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from(d).map_err(|_| format!("duration {text:?} must not be negative"))
 }
 
+/// Parses durations that may be counted in days as well: `30d`, or any form
+/// [`parse_duration`] accepts.
+pub fn parse_long_duration(text: &str) -> Result<Duration, String> {
+    match text.trim().strip_suffix('d').map(str::parse::<u64>) {
+        Some(Ok(days)) => Ok(Duration::from_secs(days.saturating_mul(86_400))),
+        _ => parse_duration(text),
+    }
+}
+
+fn long_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_long_duration(&text).map_err(serde::de::Error::custom)
+}
+
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
     parse_duration(&text).map_err(serde::de::Error::custom)
+}
+
+impl WebhookConfig {
+    /// Semantic checks of the `webhook` section.
+    fn problems(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut check = |ok: bool, path: &str, message: &str| {
+            if !ok {
+                problems.push(Problem { path: format!("webhook.{path}"), message: message.into() });
+            }
+        };
+        check(is_dns_label(&self.service_name), "serviceName", "must be a Service name (DNS label)");
+        check(is_dns_name_or_label(&self.configuration_name), "configurationName", "must be a Kubernetes object name");
+        let c = &self.certificate;
+        check(is_dns_name_or_label(&c.secret_name), "certificate.secretName", "must be a Secret name");
+        if c.mode == CertificateMode::SelfSigned {
+            check(c.validity >= Duration::from_secs(2), "certificate.validity", "must be at least 2s");
+            check(c.renew_before < c.validity, "certificate.renewBefore", "must be shorter than webhook.certificate.validity");
+            check(c.validity <= c.ca_validity, "certificate.caValidity", "must not be shorter than webhook.certificate.validity");
+        }
+        problems
+    }
+}
+
+fn is_dns_name_or_label(s: &str) -> bool {
+    is_dns_label(s) || is_dns_name(s)
 }
 
 /// Whether `s` is an RFC 1123 DNS label.
@@ -863,7 +1034,42 @@ mod tests {
     }
 
     #[test]
+    fn webhook_section_has_defaults_and_is_checked() {
+        let c = Config::parse("rootDomain: cx.example.com\nplatformNamespace: p\n").unwrap();
+        assert!(!c.webhook.enabled);
+        assert_eq!(c.webhook.port, 8443);
+        assert_eq!(c.webhook.certificate.mode, CertificateMode::SelfSigned);
+        assert_eq!(c.webhook.certificate.renew_before, Duration::from_secs(30 * 86_400));
+        let p = problems(
+            "rootDomain: cx.example.com\nplatformNamespace: p\nwebhook: {serviceName: Web_hook, certificate: {renewBefore: 400d, validity: 365d}}\n",
+        );
+        for path in ["webhook.serviceName:", "webhook.certificate.renewBefore:"] {
+            assert!(p.iter().any(|m| m.starts_with(path)), "missing {path} in {p:?}");
+        }
+        let p = problems("rootDomain: cx.example.com\nplatformNamespace: p\nwebhook: {certificate: {mode: Vault}}\n");
+        assert!(p.iter().any(|m| m.starts_with("webhook.certificate.mode:")), "{p:?}");
+    }
+
+    #[test]
+    fn a_licence_cap_needs_a_default_limit() {
+        let p = problems("rootDomain: cx.example.com\nplatformNamespace: p\nlicence: {agents: 10, workflowTriggers: 5000}\n");
+        assert_eq!(
+            p,
+            [
+                "defaults.quota.agents: must be set while licence.agents is set: every tenant needs a limit for a licensed capability",
+                "defaults.quota.extraWorkflowTriggers: must be set while licence.workflowTriggers is set: every tenant needs a limit for a licensed capability",
+            ]
+        );
+        assert!(
+            problems("rootDomain: cx.example.com\nplatformNamespace: p\nlicence: {agents: 10}\ndefaults: {quota: {agents: 2}}\n")
+                .is_empty()
+        );
+    }
+
+    #[test]
     fn durations_parse_in_friendly_units() {
+        assert_eq!(parse_long_duration("30d").unwrap(), Duration::from_secs(30 * 86_400));
+        assert_eq!(parse_long_duration("90s").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert!(parse_duration("-5s").is_err());

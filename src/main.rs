@@ -12,6 +12,7 @@ use cx_operator::{
     provider::setup,
     server,
     telemetry::{self, LogFormat},
+    webhook,
 };
 
 /// Kubernetes operator for the tenant control plane of the customer-experience platform.
@@ -24,7 +25,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the controllers, leader election, health and metrics endpoints.
+    /// Run the controllers, leader election, the admission webhook, health and metrics endpoints.
     Run {
         /// Operator configuration file.
         #[arg(long, env = "CX_OPERATOR_CONFIG", default_value = "/etc/cx-operator/config.yaml")]
@@ -146,6 +147,11 @@ fn run(config_path: &std::path::Path, metrics_addr: SocketAddr, log_format: LogF
         let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
         let providers = setup::from_config(&client, &config).await.context("setting up the backends")?;
         tracing::info!(?providers, "backends configured");
+        // Every replica serves the webhook, leader or not.
+        let webhook = match config.webhook.enabled {
+            true => Some(webhook::Webhook::start(client.clone(), config.clone()).await.context("starting the admission webhook")?),
+            false => None,
+        };
         let operator = Operator::start(client, config, providers, identity.clone());
         tracing::info!(identity, "cx-operator started");
         let (ready_tx, ready_rx) = tokio::sync::watch::channel(true);
@@ -164,6 +170,9 @@ fn run(config_path: &std::path::Path, metrics_addr: SocketAddr, log_format: LogF
             result = operator_finished(&operator) => result?,
         }
         let _ = stop_tx.send(true);
+        if let Some(webhook) = webhook {
+            webhook.stop().await?;
+        }
         server.await??;
         anyhow::Ok(())
     })

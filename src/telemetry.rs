@@ -62,6 +62,18 @@ pub struct Metrics {
     pub capability_used: Family<CapabilityLabels, Gauge<f64, AtomicU64>>,
     /// Effective limit per tenant and capability (`cx_capability_limit`).
     pub capability_limit: Family<CapabilityLabels, Gauge<f64, AtomicU64>>,
+    /// Sum of the tenants' allotments per licensed capability (`cx_licence_allotted`;
+    /// +Inf while a tenant has no limit).
+    pub licence_allotted: Family<LicenceLabels, Gauge<f64, AtomicU64>>,
+    /// The licence cap per capability (`cx_licence_cap`).
+    pub licence_cap: Family<LicenceLabels, Gauge<f64, AtomicU64>>,
+}
+
+/// Labels of licence metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LicenceLabels {
+    /// The licensed capability (`agents`, `aiAgents`, `workflowTriggers`).
+    pub capability: String,
 }
 
 /// Labels of capability metrics.
@@ -83,6 +95,8 @@ impl Default for Metrics {
         let leader = Gauge::default();
         let capability_used = Family::<CapabilityLabels, Gauge<f64, AtomicU64>>::default();
         let capability_limit = Family::<CapabilityLabels, Gauge<f64, AtomicU64>>::default();
+        let licence_allotted = Family::<LicenceLabels, Gauge<f64, AtomicU64>>::default();
+        let licence_cap = Family::<LicenceLabels, Gauge<f64, AtomicU64>>::default();
         let mut registry = Registry::default();
         {
             let operator = registry.sub_registry_with_prefix("cx_operator");
@@ -94,7 +108,19 @@ impl Default for Metrics {
         // The capability gauges are named for the product, as dashboards query them.
         registry.register("cx_capability_used", "Measured use of a capability by a tenant", capability_used.clone());
         registry.register("cx_capability_limit", "Effective limit of a capability for a tenant", capability_limit.clone());
-        Self { registry: Arc::new(registry), reconciles, errors, duration, leader, capability_used, capability_limit }
+        registry.register("cx_licence_allotted", "Sum of the tenants' limits of a licensed capability", licence_allotted.clone());
+        registry.register("cx_licence_cap", "Licence cap of a capability", licence_cap.clone());
+        Self {
+            registry: Arc::new(registry),
+            reconciles,
+            errors,
+            duration,
+            leader,
+            capability_used,
+            capability_limit,
+            licence_allotted,
+            licence_cap,
+        }
     }
 }
 
@@ -125,6 +151,13 @@ impl Metrics {
                 }
             }
         }
+    }
+
+    /// Publishes the licence use of one capability.
+    pub fn set_licence(&self, capability: &str, allotted: f64, cap: f64) {
+        let labels = LicenceLabels { capability: capability.into() };
+        self.licence_allotted.get_or_create(&labels).set(allotted);
+        self.licence_cap.get_or_create(&labels).set(cap);
     }
 
     /// Reconciles started by a controller so far.

@@ -78,6 +78,7 @@ async fn usage_is_measured_reported_and_enforced_by_the_storage_policy() {
         "cache: {{nodes: ['{}'], credentialsSecret: redis-admin}}\ndatabase: {{uriSecret: mongo-admin}}\n\
          usage: {{interval: 10m, jitter: 0, sources: {{widgets: {{collection: widgets, filter: {{deleted: {{$ne: true}}}}}}, \
          concurrentAudioVideo: {{cacheSet: 'av:active'}}}}}}\n\
+         licence: {{agents: 50}}\ndefaults: {{quota: {{agents: 10}}}}\n\
          operatorNamespace: {}\ningress: {{tls: {{enabled: false}}}}\n",
         redis.url(),
         cluster.platform_namespace()
@@ -128,6 +129,15 @@ async fn usage_is_measured_reported_and_enforced_by_the_storage_policy() {
     assert!(metrics.contains(&format!("cx_capability_used{{tenant=\"{id}\",capability=\"widgets\"}} 3")), "{metrics}");
     assert!(metrics.contains(&format!("cx_capability_limit{{tenant=\"{id}\",capability=\"widgets\"}} 5")), "{metrics}");
 
+    // The licence: the tenants' allotments against the cap, on the Tenant and as gauges.
+    let t = wait_for(&tenants, &id, LIMIT, "the licence use", |t| {
+        t.status.as_ref().and_then(|s| s.usage.as_ref()).is_some_and(|u| u.licence.contains_key("agents"))
+    })
+    .await;
+    let agents = &t.status.unwrap().usage.unwrap().licence["agents"];
+    assert_eq!((agents.used.as_deref(), agents.limit.as_deref()), (Some("10"), Some("50")));
+    assert!(metrics_text(&op).contains("cx_licence_cap{capability=\"agents\"} 50"), "{}", metrics_text(&op));
+
     // Lowering the limit under the use: 80 %, then over; one Event per crossing.
     set_limits(&quotas, json!({"limits": {"widgets": 3}})).await;
     wait_until("a LimitReached Event for widgets", LIMIT, || async {
@@ -160,6 +170,10 @@ async fn usage_is_measured_reported_and_enforced_by_the_storage_policy() {
     wait_until("the cache user writes again", LIMIT, || async { cache_write(&redis, &cache, &id).await }).await;
     op.stop().await.unwrap();
     cluster.cleanup().await;
+}
+
+fn metrics_text(op: &cx_operator::operator::Operator) -> String {
+    op.metrics.render()
 }
 
 async fn secret_of(cluster: &TestCluster, namespace: &str, name: &str) -> std::collections::BTreeMap<String, String> {

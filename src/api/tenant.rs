@@ -365,4 +365,10 @@ pub struct TenantUsage {
     /// Storage used and its limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<UsageFigure>,
+    /// The platform licence by capability (`agents`, `aiAgents`, `workflowTriggers`):
+    /// `used` is the sum of the limits allotted to all tenants (`unlimited` when a
+    /// tenant has none), `limit` is the licence cap. Refreshed when the Tenant is
+    /// reconciled.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub licence: BTreeMap<String, UsageFigure>,
 }

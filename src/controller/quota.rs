@@ -17,6 +17,7 @@ use kube::{
 use serde_json::json;
 
 use super::{Context, Error, jittered, usage::Measurement};
+use crate::licence::{self, LicenceUse, TenantQuotas};
 use crate::{
     api::{
         CapabilityQuota, Tenant,
@@ -94,6 +95,30 @@ pub fn storage_read_only(namespace: &str, ctx: &Context) -> bool {
                 _ => false,
             })
     })
+}
+
+/// The licence use over every Tenant this instance serves, published as gauges.
+pub fn licence_use(ctx: &Context) -> Vec<LicenceUse> {
+    let Some(licence) = &ctx.config.licence else { return Vec::new() };
+    let tenants = ctx.stores.tenants.state();
+    let quotas = ctx.stores.quotas.state();
+    let names: Vec<(String, String)> =
+        tenants.iter().map(|t| (t.name_any(), format!("{}{}", ctx.config.namespace_prefix, t.name_any()))).collect();
+    let view: Vec<TenantQuotas<'_>> = tenants
+        .iter()
+        .zip(&names)
+        .map(|(t, (name, namespace))| TenantQuotas {
+            tenant: name,
+            features: &t.spec.features,
+            quotas: quotas.iter().filter(|q| q.namespace().as_deref() == Some(namespace.as_str())).map(|q| &q.spec.limits).collect(),
+        })
+        .collect();
+    let uses = licence::licence_use(licence, &view);
+    for u in &uses {
+        let allotted = if u.unlimited.is_empty() { u.allotted as f64 } else { f64::INFINITY };
+        ctx.metrics.set_licence(u.licensed.name(), allotted, u.cap as f64);
+    }
+    uses
 }
 
 /// How close a use is to its limit: below 80 %, from 80 %, or at or over 100 %.

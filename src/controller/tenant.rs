@@ -365,7 +365,14 @@ fn usage(namespace: &str, ctx: &Context) -> Option<TenantUsage> {
         let limit = status.clone().find_map(|s| s.hard.get(name)).map(|q| q.0.clone());
         (used.is_some() || limit.is_some()).then_some(UsageFigure { used, limit })
     };
-    Some(TenantUsage { agents: figure(Capability::Agents), storage: figure(Capability::Storage) })
+    let licence = quota::licence_use(ctx)
+        .into_iter()
+        .map(|u| {
+            let used = if u.unlimited.is_empty() { u.allotted.to_string() } else { "unlimited".into() };
+            (u.licensed.name().to_string(), UsageFigure { used: Some(used), limit: Some(u.cap.to_string()) })
+        })
+        .collect();
+    Some(TenantUsage { agents: figure(Capability::Agents), storage: figure(Capability::Storage), licence })
 }
 
 /// Writes the status through the status subresource when it changed; returns
