@@ -109,9 +109,13 @@ async fn usage_is_measured_reported_and_enforced_by_the_storage_policy() {
 
     let quotas: Api<CapabilityQuota> = Api::namespaced(cluster.client.clone(), &ns);
     set_limits(&quotas, json!({"limits": {"agents": 10, "widgets": 5, "concurrentAudioVideo": 2, "storage": "1Gi", "workflows": 9}})).await;
-    // The administrator's Agent may still be on its way into the cache: wait for both.
+    // A measurement taken for the edited quota (the edit measures anew), with the
+    // administrator's Agent in the cache.
     let q = wait_for(&quotas, "default", LIMIT, "measured", |q| {
-        used(q, "widgets").as_deref() == Some("3") && used(q, "agents").as_deref() == Some("1")
+        q.status
+            .as_ref()
+            .is_some_and(|s| s.observed_generation == q.metadata.generation && s.hard.get("widgets").is_some_and(|w| w.0 == "5"))
+            && used(q, "agents").as_deref() == Some("1")
     })
     .await;
     assert_eq!(used(&q, "concurrentAudioVideo").as_deref(), Some("2"), "the set's members are counted");
