@@ -21,10 +21,14 @@
 //!   (from before the cap was configured) are reported by [`licence_use`] but do not
 //!   block others: they are brought under the licence one quota at a time.
 
+use std::{borrow::Borrow, collections::HashMap};
+
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::ResourceExt;
 
 use crate::{
     api::{
+        CapabilityQuota, Tenant,
         quota::{Capability, Limits},
         tenant::Features,
     },
@@ -87,6 +91,34 @@ pub struct TenantQuotas<'a> {
     pub features: &'a Features,
     /// `spec.limits` of every CapabilityQuota in the tenant namespace.
     pub quotas: Vec<&'a Limits>,
+}
+
+/// The licence's view of `tenants`: each with the limits of the quotas in its
+/// namespace (`prefix` + tenant id).
+pub fn tenant_quotas<'a, T, Q>(tenants: &'a [T], quotas: &'a [Q], prefix: &str) -> Vec<TenantQuotas<'a>>
+where
+    T: Borrow<Tenant>,
+    Q: Borrow<CapabilityQuota>,
+{
+    // Grouped once, so the view costs one pass over each list, not tenants × quotas.
+    let mut by_namespace: HashMap<&str, Vec<&'a Limits>> = HashMap::new();
+    for q in quotas.iter().map(|q| q.borrow()) {
+        if let Some(namespace) = q.metadata.namespace.as_deref() {
+            by_namespace.entry(namespace).or_default().push(&q.spec.limits);
+        }
+    }
+    tenants
+        .iter()
+        .map(|t| {
+            let t: &Tenant = t.borrow();
+            let namespace = format!("{prefix}{}", t.name_any());
+            TenantQuotas {
+                tenant: t.metadata.name.as_deref().unwrap_or_default(),
+                features: &t.spec.features,
+                quotas: by_namespace.get(namespace.as_str()).cloned().unwrap_or_default(),
+            }
+        })
+        .collect()
 }
 
 /// Whether a feature is on; `None` (no Tenant known) counts as on, so that nothing is

@@ -59,11 +59,9 @@ pub fn check(secret: Option<&Secret>, secret_name: &str, host: &str, now: Timest
     }
 }
 
-/// The DNS names of a certificate: its subject alternative names, or the common name
-/// when it has none (as older clients accept).
-fn dns_names(cert: &X509Certificate<'_>) -> Vec<String> {
-    let sans: Vec<String> = cert
-        .subject_alternative_name()
+/// The DNS subject alternative names of a certificate, as written.
+pub fn san_dns_names(cert: &X509Certificate<'_>) -> Vec<String> {
+    cert.subject_alternative_name()
         .ok()
         .flatten()
         .map(|ext| {
@@ -71,12 +69,18 @@ fn dns_names(cert: &X509Certificate<'_>) -> Vec<String> {
                 .general_names
                 .iter()
                 .filter_map(|n| match n {
-                    GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
+                    GeneralName::DNSName(d) => Some(d.to_string()),
                     _ => None,
                 })
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// The DNS names of a certificate: its subject alternative names, or the common name
+/// when it has none (as older clients accept).
+fn dns_names(cert: &X509Certificate<'_>) -> Vec<String> {
+    let sans: Vec<String> = san_dns_names(cert).iter().map(|n| n.to_ascii_lowercase()).collect();
     if !sans.is_empty() {
         return sans;
     }

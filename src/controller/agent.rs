@@ -7,10 +7,10 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use jiff::Timestamp;
-use k8s_openapi::{ByteString, api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::Time};
+use k8s_openapi::{api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::Time};
 use kube::{
     Api, Resource, ResourceExt,
-    api::{ObjectMeta, Patch, PatchParams},
+    api::{Patch, PatchParams},
     runtime::{
         controller::Action,
         events::EventType,
@@ -20,7 +20,7 @@ use kube::{
 };
 use serde_json::json;
 
-use super::{Context, Error, quota, tenant_desired};
+use super::{Context, Error, quota, secrets::TenantSecrets};
 use crate::{
     api::{
         Agent, AgentStatus, Tenant,
@@ -342,42 +342,20 @@ async fn initial_access(
     Ok(())
 }
 
-/// Secrets owned by one Agent, written with server-side apply.
-struct AgentSecrets {
-    api: Api<Secret>,
-    labels: BTreeMap<String, String>,
-    owner: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
-}
+/// Secrets owned by one Agent in its tenant namespace.
+struct AgentSecrets(TenantSecrets);
 
 impl AgentSecrets {
     fn new(ctx: &Context, agent: &Agent) -> Self {
         let namespace = agent.namespace().unwrap_or_default();
-        let tenant = namespace.strip_prefix(&ctx.config.namespace_prefix).unwrap_or(&namespace).to_string();
-        Self {
-            api: Api::namespaced(ctx.client.clone(), &namespace),
-            labels: tenant_desired::tenant_labels(&tenant),
-            owner: agent.controller_owner_ref(&()),
-        }
+        let tenant = namespace.strip_prefix(&ctx.config.namespace_prefix).unwrap_or(&namespace);
+        Self(TenantSecrets::owned_by(ctx.client.clone(), &namespace, tenant, agent.controller_owner_ref(&())))
     }
 
+    /// Writes the login name and one credential.
     async fn write(&self, name: &str, username: &str, key: &str, value: &str) -> Result<(), Error> {
-        let data = [(USERNAME_KEY, username), (key, value)];
-        let secret = Secret {
-            metadata: ObjectMeta {
-                name: Some(name.to_string()),
-                labels: Some(self.labels.clone()),
-                owner_references: self.owner.clone().map(|o| vec![o]),
-                ..ObjectMeta::default()
-            },
-            type_: Some("Opaque".into()),
-            data: Some(data.iter().map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec()))).collect()),
-            ..Secret::default()
-        };
-        self.api
-            .patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&secret))
-            .await
-            .map_err(Error::kube(format!("writing Secret {name}")))?;
-        Ok(())
+        let data = BTreeMap::from([(USERNAME_KEY.to_string(), username.to_string()), (key.to_string(), value.to_string())]);
+        self.0.apply(name, data).await.map_err(Error::kube(format!("writing Secret {name}")))
     }
 }
 

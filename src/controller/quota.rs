@@ -17,12 +17,13 @@ use kube::{
 use serde_json::json;
 
 use super::{Context, Error, jittered, usage::Measurement};
-use crate::licence::{self, LicenceUse, TenantQuotas};
+pub use crate::licence::quantity_value;
+use crate::licence::{self, LicenceUse};
 use crate::{
     api::{
         CapabilityQuota, Tenant,
         conditions::{self, Cond, reasons, types},
-        quota::{Capability, CapabilityQuotaStatus, StoragePolicy},
+        quota::{Capability, CapabilityQuotaStatus, Limits, StoragePolicy},
     },
     labels::FIELD_MANAGER,
 };
@@ -39,44 +40,9 @@ pub fn tenant_of_namespace(namespace: &str, ctx: &Context) -> Option<Arc<Tenant>
 /// The effective limit of a capability in a namespace: the tightest over all quotas,
 /// and 0 when the capability's feature is off in the Tenant.
 pub fn effective_limit(capability: Capability, namespace: &str, tenant: Option<&Tenant>, ctx: &Context) -> Option<Quantity> {
-    if let (Some(feature), Some(t)) = (capability.feature(), tenant)
-        && !t.spec.features.list().iter().any(|(f, on)| *f == feature && *on)
-    {
-        return Some(Quantity("0".into()));
-    }
-    ctx.stores
-        .quotas
-        .state()
-        .iter()
-        .filter(|q| q.namespace().as_deref() == Some(namespace))
-        .filter_map(|q| q.spec.limits.get(capability))
-        .min_by(|a, b| quantity_value(a).total_cmp(&quantity_value(b)))
-}
-
-/// A quantity as a number (binary and decimal suffixes), for comparing limits.
-pub fn quantity_value(q: &Quantity) -> f64 {
-    let s = q.0.trim();
-    let suffixes: [(&str, f64); 13] = [
-        ("Ki", 1024f64),
-        ("Mi", 1024f64.powi(2)),
-        ("Gi", 1024f64.powi(3)),
-        ("Ti", 1024f64.powi(4)),
-        ("Pi", 1024f64.powi(5)),
-        ("Ei", 1024f64.powi(6)),
-        ("m", 1e-3),
-        ("k", 1e3),
-        ("M", 1e6),
-        ("G", 1e9),
-        ("T", 1e12),
-        ("P", 1e15),
-        ("E", 1e18),
-    ];
-    for (suffix, factor) in suffixes {
-        if let Some(n) = s.strip_suffix(suffix) {
-            return n.parse::<f64>().map(|n| n * factor).unwrap_or(f64::INFINITY);
-        }
-    }
-    s.parse().unwrap_or(f64::INFINITY)
+    let quotas = ctx.stores.quotas.state();
+    let limits: Vec<&Limits> = quotas.iter().filter(|q| q.namespace().as_deref() == Some(namespace)).map(|q| &q.spec.limits).collect();
+    licence::effective_limit(capability, tenant.map(|t| &t.spec.features), &limits)
 }
 
 /// Agents in a namespace.
@@ -102,17 +68,7 @@ pub fn licence_use(ctx: &Context) -> Vec<LicenceUse> {
     let Some(licence) = &ctx.config.licence else { return Vec::new() };
     let tenants = ctx.stores.tenants.state();
     let quotas = ctx.stores.quotas.state();
-    let names: Vec<(String, String)> =
-        tenants.iter().map(|t| (t.name_any(), format!("{}{}", ctx.config.namespace_prefix, t.name_any()))).collect();
-    let view: Vec<TenantQuotas<'_>> = tenants
-        .iter()
-        .zip(&names)
-        .map(|(t, (name, namespace))| TenantQuotas {
-            tenant: name,
-            features: &t.spec.features,
-            quotas: quotas.iter().filter(|q| q.namespace().as_deref() == Some(namespace.as_str())).map(|q| &q.spec.limits).collect(),
-        })
-        .collect();
+    let view = licence::tenant_quotas(&tenants, &quotas, &ctx.config.namespace_prefix);
     let uses = licence::licence_use(licence, &view);
     for u in &uses {
         let allotted = if u.unlimited.is_empty() { u.allotted as f64 } else { f64::INFINITY };

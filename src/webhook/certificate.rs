@@ -29,7 +29,7 @@ use rustls::{
     sign::CertifiedKey,
 };
 use sha2::{Digest, Sha256};
-use x509_parser::{extensions::GeneralName, pem::Pem};
+use x509_parser::pem::Pem;
 
 use crate::{
     config::{CertificateMode, WebhookConfig},
@@ -208,22 +208,7 @@ pub fn validity_of(pem: &[u8]) -> Option<Validity> {
     let pem = Pem::iter_from_buffer(pem).next()?.ok()?;
     let cert = pem.parse_x509().ok()?;
     let not_after = Timestamp::from_second(cert.validity().not_after.timestamp()).ok()?;
-    let dns_names = cert
-        .subject_alternative_name()
-        .ok()
-        .flatten()
-        .map(|ext| {
-            ext.value
-                .general_names
-                .iter()
-                .filter_map(|n| match n {
-                    GeneralName::DNSName(d) => Some(d.to_string()),
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    Some(Validity { not_after, dns_names })
+    Some(Validity { not_after, dns_names: crate::tls::san_dns_names(&cert) })
 }
 
 /// The first PEM block of a bundle.

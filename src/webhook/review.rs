@@ -11,7 +11,7 @@ use crate::{
     api::{Agent, CapabilityQuota, Tenant, quota::Capability},
     config::{Config, Licence},
     controller::tenant_desired,
-    licence::{self, TenantQuotas},
+    licence,
 };
 
 /// Why a request is refused, and which field to change.
@@ -179,16 +179,7 @@ pub fn quota_licence(quota: &CapabilityQuota, licence: &Licence, tenants: &[Tena
     let Some(tenant) = tenant_name_of_namespace(&namespace, prefix) else {
         return Verdict::Allowed;
     };
-    let names: Vec<(String, String)> = tenants.iter().map(|t| (t.name_any(), format!("{prefix}{}", t.name_any()))).collect();
-    let view: Vec<TenantQuotas<'_>> = tenants
-        .iter()
-        .zip(&names)
-        .map(|(t, (name, ns))| TenantQuotas {
-            tenant: name,
-            features: &t.spec.features,
-            quotas: quotas.iter().filter(|q| q.namespace().as_deref() == Some(ns.as_str())).map(|q| &q.spec.limits).collect(),
-        })
-        .collect();
+    let view = licence::tenant_quotas(tenants, quotas, prefix);
     let after: Vec<_> = quotas
         .iter()
         .filter(|q| q.namespace().as_deref() == Some(namespace.as_str()) && q.name_any() != quota.name_any())
