@@ -15,10 +15,7 @@ use cx_operator::{
     operator::Operator,
     provider::setup,
 };
-use k8s_openapi::{
-    ByteString,
-    api::{core::v1::Secret, events::v1::Event},
-};
+use k8s_openapi::api::{core::v1::Secret, events::v1::Event};
 use kube::{
     Api, ResourceExt,
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
@@ -56,19 +53,7 @@ struct Keycloak {
 
 impl Keycloak {
     async fn new(fake: &FakeKeycloak) -> Keycloak {
-        let http = reqwest::Client::new();
-        let form =
-            [("grant_type", "client_credentials"), ("client_id", fake.admin_client_id()), ("client_secret", fake.admin_client_secret())];
-        let token: Value = http
-            .post(format!("{}/realms/master/protocol/openid-connect/token", fake.url()))
-            .form(&form)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        Keycloak { http, url: fake.url(), token: token["access_token"].as_str().unwrap().to_string() }
+        Keycloak { http: reqwest::Client::new(), url: fake.url(), token: fake.admin_token().await }
     }
 
     async fn get(&self, path: &str) -> Option<Value> {
@@ -129,13 +114,7 @@ impl Keycloak {
 /// activation e-mails can be sent) and a short request timeout.
 async fn identity_config(cluster: &TestCluster, keycloak: &FakeKeycloak) -> cx_operator::config::Config {
     let data = [("clientId", keycloak.admin_client_id()), ("clientSecret", keycloak.admin_client_secret())];
-    let secret = Secret {
-        metadata: kube::api::ObjectMeta { name: Some("keycloak-admin".into()), ..Default::default() },
-        data: Some(data.iter().map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec()))).collect()),
-        ..Default::default()
-    };
-    let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), &cluster.platform_namespace());
-    secrets.patch("keycloak-admin", &PatchParams::apply("cx-operator-tests").force(), &Patch::Apply(&secret)).await.unwrap();
+    cluster.put_platform_secret("keycloak-admin", &data).await;
     cluster.config_with(&format!(
         "identity: {{url: '{}', credentialsSecret: keycloak-admin, timeout: 1s, \
          realm: {{smtp: {{host: smtp.cx.test, port: '25', from: noreply@cx.test}}}}}}\n\

@@ -26,10 +26,7 @@ use cx_operator::{
     },
 };
 use fake_mongodb::MemoryMongo;
-use k8s_openapi::{
-    ByteString,
-    api::{core::v1::Secret, events::v1::Event},
-};
+use k8s_openapi::api::{core::v1::Secret, events::v1::Event};
 use kube::{
     Api, ResourceExt,
     api::{DeleteParams, ListParams, Patch, PatchParams},
@@ -78,13 +75,7 @@ fn is_ready(t: &Tenant) -> bool {
 /// The operator configuration with the cache on `redis` (admin password in a Secret)
 /// and TLS off, so that Ready depends on the data step alone.
 async fn cache_config(cluster: &TestCluster, redis: &[&RedisServer]) -> cx_operator::config::Config {
-    let secret = Secret {
-        metadata: kube::api::ObjectMeta { name: Some("redis-admin".into()), ..Default::default() },
-        data: Some([("password".to_string(), ByteString(redis[0].password().as_bytes().to_vec()))].into()),
-        ..Default::default()
-    };
-    let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), &cluster.platform_namespace());
-    secrets.patch("redis-admin", &PatchParams::apply("cx-operator-tests").force(), &Patch::Apply(&secret)).await.unwrap();
+    cluster.put_platform_secret("redis-admin", &[("password", redis[0].password())]).await;
     let nodes: Vec<String> = redis.iter().map(|r| r.url()).collect();
     cluster.config_with(&format!(
         "cache: {{nodes: {nodes:?}, credentialsSecret: redis-admin, purgeBatch: 500}}\noperatorNamespace: {}\ningress: {{tls: {{enabled: false}}}}\n",

@@ -12,7 +12,6 @@ use cx_operator::{
     },
     provider::setup,
 };
-use k8s_openapi::{ByteString, api::core::v1::Secret};
 use kube::{
     Api, ResourceExt,
     api::{DeleteParams, Patch, PatchParams},
@@ -43,22 +42,7 @@ struct Admin {
 
 impl Admin {
     async fn new(keycloak: &FakeKeycloak) -> Admin {
-        let http = reqwest::Client::new();
-        let form = [
-            ("grant_type", "client_credentials"),
-            ("client_id", keycloak.admin_client_id()),
-            ("client_secret", keycloak.admin_client_secret()),
-        ];
-        let token: Value = http
-            .post(format!("{}/realms/master/protocol/openid-connect/token", keycloak.url()))
-            .form(&form)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        Admin { http, url: keycloak.url(), token: token["access_token"].as_str().unwrap().to_string() }
+        Admin { http: reqwest::Client::new(), url: keycloak.url(), token: keycloak.admin_token().await }
     }
 
     async fn realm(&self, name: &str) -> Option<Value> {
@@ -81,13 +65,7 @@ impl Admin {
 
 async fn identity_config(cluster: &TestCluster, keycloak: &FakeKeycloak) -> cx_operator::config::Config {
     let data = [("clientId", keycloak.admin_client_id()), ("clientSecret", keycloak.admin_client_secret())];
-    let secret = Secret {
-        metadata: kube::api::ObjectMeta { name: Some("keycloak-admin".into()), ..Default::default() },
-        data: Some(data.iter().map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec()))).collect()),
-        ..Default::default()
-    };
-    let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), &cluster.platform_namespace());
-    secrets.patch("keycloak-admin", &PatchParams::apply("cx-operator-tests").force(), &Patch::Apply(&secret)).await.unwrap();
+    cluster.put_platform_secret("keycloak-admin", &data).await;
     cluster.config_with(&format!(
         "identity: {{url: '{}', credentialsSecret: keycloak-admin}}\noperatorNamespace: {}\ningress: {{tls: {{enabled: false}}}}\n",
         keycloak.url(),

@@ -21,10 +21,7 @@ use cx_operator::{
     },
 };
 use fake_mongodb::MemoryMongo;
-use k8s_openapi::{
-    ByteString,
-    api::{core::v1::Secret, events::v1::Event},
-};
+use k8s_openapi::api::{core::v1::Secret, events::v1::Event};
 use kube::{
     Api, ResourceExt,
     api::{ListParams, Patch, PatchParams},
@@ -47,16 +44,6 @@ fn used(q: &CapabilityQuota, capability: &str) -> Option<String> {
     q.status.as_ref()?.used.get(capability).map(|v| v.0.clone())
 }
 
-async fn put_secret(cluster: &TestCluster, name: &str, key: &str, value: &str) {
-    let secret = Secret {
-        metadata: kube::api::ObjectMeta { name: Some(name.into()), ..Default::default() },
-        data: Some([(key.to_string(), ByteString(value.as_bytes().to_vec()))].into()),
-        ..Default::default()
-    };
-    let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), &cluster.platform_namespace());
-    secrets.patch(name, &PatchParams::apply("cx-operator-tests").force(), &Patch::Apply(&secret)).await.unwrap();
-}
-
 async fn events(cluster: &TestCluster, namespace: &str, reason: &str) -> Vec<String> {
     let api: Api<Event> = Api::namespaced(cluster.client.clone(), namespace);
     let events = api.list(&ListParams::default()).await.unwrap().items;
@@ -72,8 +59,8 @@ async fn usage_is_measured_reported_and_enforced_by_the_storage_policy() {
     let cluster = TestCluster::start().await;
     let redis = RedisServer::start();
     let mongo = MemoryMongo::new();
-    put_secret(&cluster, "redis-admin", "password", redis.password()).await;
-    put_secret(&cluster, "mongo-admin", "uri", &mongo.uri()).await;
+    cluster.put_platform_secret("redis-admin", &[("password", redis.password())]).await;
+    cluster.put_platform_secret("mongo-admin", &[("uri", &mongo.uri())]).await;
     let config = cluster.config_with(&format!(
         "cache: {{nodes: ['{}'], credentialsSecret: redis-admin}}\ndatabase: {{uriSecret: mongo-admin}}\n\
          usage: {{interval: 10m, jitter: 0, sources: {{widgets: {{collection: widgets, filter: {{deleted: {{$ne: true}}}}}}, \

@@ -19,7 +19,11 @@ use cx_operator::{
     provider::Providers,
 };
 use http::Request;
-use k8s_openapi::{api::core::v1::Namespace, apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition};
+use k8s_openapi::{
+    ByteString,
+    api::core::v1::{Namespace, Secret},
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
 use kube::{
     Api, Client, ResourceExt,
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
@@ -186,6 +190,18 @@ impl TestCluster {
             })
             .await;
         }
+    }
+
+    /// Creates or replaces a Secret in the test's platform namespace (the operator
+    /// namespace of the tests), e.g. a backend's admin credentials.
+    pub async fn put_platform_secret(&self, name: &str, data: &[(&str, &str)]) {
+        let secret = Secret {
+            metadata: kube::api::ObjectMeta { name: Some(name.into()), ..Default::default() },
+            data: Some(data.iter().map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec()))).collect()),
+            ..Default::default()
+        };
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.platform_namespace());
+        secrets.patch(name, &PatchParams::apply("cx-operator-tests").force(), &Patch::Apply(&secret)).await.expect("the Secret is stored");
     }
 
     /// Creates a namespace unless it exists.

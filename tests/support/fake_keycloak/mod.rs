@@ -200,6 +200,23 @@ impl FakeKeycloak {
         self.state().emails.clone()
     }
 
+    /// An access token of the admin client, for tests that read the Admin API
+    /// directly.
+    pub async fn admin_token(&self) -> String {
+        let form =
+            [("grant_type", "client_credentials"), ("client_id", self.admin_client_id()), ("client_secret", self.admin_client_secret())];
+        let token: Value = reqwest::Client::new()
+            .post(format!("{}/realms/master/protocol/openid-connect/token", self.url()))
+            .form(&form)
+            .send()
+            .await
+            .expect("the fake Keycloak answers")
+            .json()
+            .await
+            .expect("a token response");
+        token["access_token"].as_str().expect("an access token").to_string()
+    }
+
     /// Gives a user a TOTP credential, as when the person sets up an authenticator
     /// app at a login (Keycloak's Admin API cannot add one to an existing user).
     pub fn add_otp_credential(&self, realm: &str, user_id: &str) {
