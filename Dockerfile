@@ -9,6 +9,6 @@ RUN cargo build --release --locked --target x86_64-unknown-linux-musl --bin cx-o
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /src/target/x86_64-unknown-linux-musl/release/cx-operator /cx-operator
 USER 65532:65532
-EXPOSE 8080
+EXPOSE 8080 8443
 ENTRYPOINT ["/cx-operator"]
 CMD ["run", "--config", "/etc/cx-operator/config.yaml", "--log-format", "json"]

@@ -4,7 +4,15 @@ IMAGE ?= cx-operator:dev
 CONFIG ?= examples/operator-config.yaml
 TENANT ?= examples/tenant-full.yaml
 
-.PHONY: build test lint fmt crds run plan image check-config
+.PHONY: build test lint fmt crds sync-manifests run plan image check-config chart-test lint-chart
+
+# Python environment of the chart tests (tests/chart/requirements.txt).
+PYTHON ?= python3
+CHART_VENV ?= target/chart-venv
+# How chart-test gets target/debug/cx-operator. `make test` empties it: `cargo test`
+# has just built that binary (with the dev-dependencies' features, which a plain
+# `cargo build` would rebuild without).
+CHART_BUILD ?= $(CARGO) build --locked --bin cx-operator
 
 build:
 	$(CARGO) build --release --locked
@@ -13,6 +21,23 @@ build:
 ## controllers end to end (set CX_TEST_KUBECONFIG to run them against a real cluster).
 test:
 	$(CARGO) test --locked --all-targets
+	$(MAKE) chart-test CHART_BUILD=
+
+## The Helm chart and the kustomize bases: rendered by the real Helm library, every
+## object validated against the Kubernetes 1.33 schemas, configurations checked by the
+## binary (tests/chart/test_chart.py). pytest's exit 5 (no test ran) fails.
+chart-test: $(CHART_VENV)/.installed
+	$(CHART_BUILD)
+	cd tests/chart && PYTHONDONTWRITEBYTECODE=1 ../../$(CHART_VENV)/bin/python -m pytest -p no:cacheprovider -q -rs .
+
+## Helm lint of the chart alone (strict, against Kubernetes 1.33); also part of chart-test.
+lint-chart: $(CHART_VENV)/.installed
+	$(CHART_VENV)/bin/python -c 'import helm_python as h, sys; r = h.lint("charts/cx-operator", strict=True, kube_version="v1.33.0"); print(r); sys.exit(1 if r["errors"] or any(m["severity"] >= 2 for m in r["messages"]) else 0)'
+
+$(CHART_VENV)/.installed: tests/chart/requirements.txt
+	test -x $(CHART_VENV)/bin/python || $(PYTHON) -m venv $(CHART_VENV)
+	$(CHART_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r tests/chart/requirements.txt
+	touch $@
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -24,6 +49,14 @@ fmt:
 ## Regenerate crds/ from the Rust types (a test fails when they drift).
 crds:
 	$(CARGO) run --quiet --locked -- crd --out-dir crds
+	$(MAKE) sync-manifests
+
+## Copy crds/ into the chart and config/crd, and config/rbac's rules into the chart
+## (tests/chart fails while the copies differ).
+sync-manifests:
+	cp crds/*.yaml charts/cx-operator/crds/
+	cp crds/*.yaml config/crd/
+	cp config/rbac/role.yaml config/rbac/leader_election_role.yaml charts/cx-operator/files/rbac/
 
 ## Run the operator against the current kubeconfig context.
 run:
