@@ -11,10 +11,6 @@ use serde::{Deserialize, Deserializer, de::DeserializeOwned};
 
 use crate::api::quota::{Capability, Limits};
 
-/// Backends this version can provision. A configured backend outside this list is
-/// refused, so that a configuration never promises provisioning that does not happen.
-pub const AVAILABLE_BACKENDS: &[&str] = &[];
-
 /// The whole configuration file.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -50,12 +46,14 @@ pub struct Config {
     /// Cache backend (Redis).
     #[serde(default)]
     pub cache: Option<CacheConfig>,
-    /// Observability backend (Grafana).
+    /// Observability backend (Grafana): the tenant URL in the allowed hosts of the
+    /// platform's shared data source, optionally an organisation per tenant.
     #[serde(default)]
-    pub grafana: Option<BackendConfig>,
-    /// Lifecycle notifications (CloudEvents webhooks).
+    pub grafana: Option<GrafanaConfig>,
+    /// Lifecycle notifications: signed CloudEvents POSTed to webhooks when a tenant
+    /// becomes ready, is disabled, enabled again or deleted.
     #[serde(default)]
-    pub notifications: Option<BackendConfig>,
+    pub notifications: Option<NotificationsConfig>,
     /// Platform licence: caps on the sum over all tenants.
     #[serde(default)]
     pub licence: Option<Licence>,
@@ -182,6 +180,134 @@ pub struct DatabaseConfig {
     /// Roles of the tenant's user on its database.
     #[serde(default = "default_database_roles")]
     pub roles: Vec<String>,
+}
+
+/// Lifecycle notifications: CloudEvents 1.0 (structured JSON mode) POSTed to every
+/// webhook, signed with HMAC-SHA256, retried with exponential backoff, and given up
+/// with a Warning Event after `giveUpAfter` (`deletionGiveUpAfter` while the Tenant is
+/// being deleted, so that a webhook that is down never blocks a deletion for long).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NotificationsConfig {
+    /// The webhooks every event is sent to.
+    pub webhooks: Vec<NotificationWebhook>,
+    /// The CloudEvents `source` of every event: a URI reference naming this operator
+    /// installation, e.g. `https://cx.example.com/cx-operator`.
+    #[serde(default = "default_notification_source")]
+    pub source: String,
+    /// Longest time one delivery (connecting, sending and the answer) may take.
+    #[serde(default = "default_notification_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Delay after the first failed attempt; doubles with every further failure.
+    #[serde(default = "default_notification_min_backoff", deserialize_with = "duration")]
+    pub min_backoff: Duration,
+    /// Longest delay between two attempts.
+    #[serde(default = "default_notification_max_backoff", deserialize_with = "duration")]
+    pub max_backoff: Duration,
+    /// How long after an event was recorded its delivery is retried; after that it is
+    /// given up with a Warning Event `NotificationAbandoned`.
+    #[serde(default = "default_give_up_after", deserialize_with = "long_duration")]
+    pub give_up_after: Duration,
+    /// While the Tenant is being deleted: how long after the deletion started the
+    /// outstanding events (the `deleted` event included) are retried before they are
+    /// given up and the deletion completes.
+    #[serde(default = "default_deletion_give_up_after", deserialize_with = "duration")]
+    pub deletion_give_up_after: Duration,
+}
+
+/// A webhook that receives the lifecycle events.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NotificationWebhook {
+    /// Name of the webhook, as the Tenant's status and Events show it (a DNS label).
+    pub name: String,
+    /// `https://` (or `http://`) URL the events are POSTed to. It must not carry
+    /// credentials: receivers authenticate the operator by the signature.
+    pub url: String,
+    /// The Secret key (in the operator namespace) holding the HMAC-SHA256 signing key,
+    /// at least 32 bytes.
+    pub signing_key: SecretKeySelector,
+    /// Secret in the operator namespace with a CA certificate (`ca.crt`) to trust
+    /// instead of the platform's trust store.
+    #[serde(default)]
+    pub ca_secret: Option<String>,
+}
+
+/// A key of a Secret in the operator namespace.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretKeySelector {
+    /// Name of the Secret.
+    pub secret_name: String,
+    /// Key in the Secret's data.
+    #[serde(default = "default_signing_key")]
+    pub key: String,
+}
+
+fn default_notification_source() -> String {
+    "/cx-operator".into()
+}
+fn default_notification_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_notification_min_backoff() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_notification_max_backoff() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_give_up_after() -> Duration {
+    Duration::from_secs(86_400)
+}
+fn default_deletion_give_up_after() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_signing_key() -> String {
+    "signingKey".into()
+}
+
+impl NotificationsConfig {
+    /// Semantic checks of the `notifications` section.
+    fn check(&self, check: &mut impl FnMut(bool, &str, &str)) {
+        check(!self.webhooks.is_empty(), "notifications.webhooks", "must name at least one webhook");
+        let mut names = std::collections::BTreeSet::new();
+        for (i, w) in self.webhooks.iter().enumerate() {
+            let path = format!("notifications.webhooks[{i}]");
+            check(is_dns_label(&w.name), &format!("{path}.name"), "must be a DNS label");
+            check(names.insert(w.name.as_str()), &format!("{path}.name"), "must be unique among the webhooks");
+            check(is_http_url(&w.url), &format!("{path}.url"), "must be an http:// or https:// URL with a host");
+            check(!url_has_userinfo(&w.url), &format!("{path}.url"), "must not carry credentials (user:password@)");
+            let key = &w.signing_key;
+            check(is_dns_name_or_label(&key.secret_name), &format!("{path}.signingKey.secretName"), "must be a Secret name");
+            check(is_secret_key(&key.key), &format!("{path}.signingKey.key"), "must be a Secret key (letters, digits, '-', '_', '.')");
+            if let Some(ca) = &w.ca_secret {
+                check(is_dns_name_or_label(ca), &format!("{path}.caSecret"), "must be a Secret name");
+            }
+        }
+        check(!self.source.trim().is_empty(), "notifications.source", "must not be empty");
+        check(self.timeout > Duration::ZERO, "notifications.timeout", "must be longer than zero");
+        check(self.min_backoff > Duration::ZERO, "notifications.minBackoff", "must be longer than zero");
+        check(self.min_backoff <= self.max_backoff, "notifications.minBackoff", "must not exceed notifications.maxBackoff");
+        check(self.give_up_after >= self.min_backoff, "notifications.giveUpAfter", "must not be shorter than notifications.minBackoff");
+        check(self.deletion_give_up_after > Duration::ZERO, "notifications.deletionGiveUpAfter", "must be longer than zero");
+    }
+}
+
+/// Whether `url` is an http(s) URL with a host.
+fn is_http_url(url: &str) -> bool {
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    rest.is_some_and(|r| r.split(['/', '?', '#']).next().is_some_and(|authority| !authority.is_empty()))
+}
+
+/// Whether the authority of `url` holds `user[:password]@`.
+fn url_has_userinfo(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split(['/', '?', '#']).next().is_some_and(|authority| authority.contains('@'))
+}
+
+/// Whether `key` is a legal key of a Secret's data.
+fn is_secret_key(key: &str) -> bool {
+    !key.is_empty() && key.len() <= 253 && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
 fn default_database_name() -> String {
@@ -427,18 +553,85 @@ pub struct ShardingConfig {
     pub tenant_selector: Option<String>,
 }
 
-/// Connection settings shared by every backend.
+/// The observability backend (Grafana): every tenant's URL is an entry of the
+/// allowed hosts of one shared data source, which the platform's dashboards query
+/// tenants through.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct BackendConfig {
-    /// Endpoint URL (or URLs separated by commas, where the backend has several nodes).
+pub struct GrafanaConfig {
+    /// Base URL of Grafana, e.g. `https://grafana.example.com` (with its sub-path when
+    /// Grafana is served under one).
     pub url: String,
-    /// Secret (in the operator namespace) with the backend's admin credentials.
+    /// Secret in the operator namespace with `token` (a service-account token, sent as
+    /// Bearer; preferred) or `username` and `password` (a Grafana server admin, which
+    /// `organizations` needs: service accounts cannot manage organisations).
+    pub credentials_secret: String,
+    /// Uid of the shared data source whose allowed hosts list the tenants.
+    pub data_source_uid: String,
+    /// Id of the organisation the data source belongs to, sent as `X-Grafana-Org-Id`;
+    /// absent uses the credentials' own organisation.
     #[serde(default)]
-    pub credentials_secret: Option<String>,
-    /// Backend-specific settings, documented per backend.
+    pub data_source_org_id: Option<i64>,
+    /// Key in the data source's `jsonData` holding the list of allowed hosts.
+    #[serde(default = "default_allowed_hosts_key")]
+    pub allowed_hosts_key: String,
+    /// A tenant's entry: `<fqdn>` is its host name, `<url>` its URL (`https://<fqdn>`,
+    /// or `http://` when the Ingress has no TLS), `<tenant>` its id. Must contain
+    /// `<fqdn>` or `<url>`.
+    #[serde(default = "default_host_format")]
+    pub host_format: String,
+    /// Whether every tenant gets a Grafana organisation named after its id.
     #[serde(default)]
-    pub settings: BTreeMap<String, serde_yaml_ng::Value>,
+    pub organizations: bool,
+    /// Secret in the operator namespace with a CA certificate (`ca.crt`) to trust.
+    #[serde(default)]
+    pub ca_secret: Option<String>,
+    /// Longest time one request to Grafana may take.
+    #[serde(default = "default_grafana_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Attempts of one change of the data source when others change it at the same
+    /// time (Grafana answers 409); after them the step is retried with the reconcile
+    /// backoff.
+    #[serde(default = "default_write_attempts")]
+    pub write_attempts: u32,
+}
+
+fn default_allowed_hosts_key() -> String {
+    "allowedHosts".into()
+}
+fn default_host_format() -> String {
+    "https://<fqdn>".into()
+}
+fn default_grafana_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_write_attempts() -> u32 {
+    5
+}
+
+impl GrafanaConfig {
+    /// Semantic checks of the `grafana` section.
+    fn check(&self, check: &mut impl FnMut(bool, &str, &str)) {
+        check(is_http_url(&self.url), "grafana.url", "must be an http:// or https:// URL with a host");
+        check(!url_has_userinfo(&self.url), "grafana.url", "must not carry credentials (user:password@); use grafana.credentialsSecret");
+        check(is_dns_name_or_label(&self.credentials_secret), "grafana.credentialsSecret", "must be a Secret name");
+        let uid_ok = !self.data_source_uid.is_empty()
+            && self.data_source_uid.len() <= 40
+            && self.data_source_uid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        check(uid_ok, "grafana.dataSourceUid", "must be a Grafana uid: 1 to 40 letters, digits, '-' and '_'");
+        check(self.data_source_org_id.is_none_or(|o| o > 0), "grafana.dataSourceOrgId", "must be a positive organisation id");
+        check(!self.allowed_hosts_key.trim().is_empty(), "grafana.allowedHostsKey", "must not be empty");
+        check(
+            crate::provider::grafana::host_format_is_per_tenant(&self.host_format),
+            "grafana.hostFormat",
+            "must contain <fqdn> or <url>, or every tenant would get the same entry",
+        );
+        if let Some(ca) = &self.ca_secret {
+            check(is_dns_name_or_label(ca), "grafana.caSecret", "must be a Secret name");
+        }
+        check(self.timeout > Duration::ZERO, "grafana.timeout", "must be longer than zero");
+        check((1..=20).contains(&self.write_attempts), "grafana.writeAttempts", "must be between 1 and 20");
+    }
 }
 
 /// How capability usage is measured. Agents are counted from the cluster on every
@@ -732,6 +925,9 @@ impl Config {
             );
         }
         self.check_usage(&mut check);
+        if let Some(notifications) = &self.notifications {
+            notifications.check(&mut check);
+        }
         if let Some(db) = &self.database {
             check(
                 db.database_name.contains("{tenant}"),
@@ -740,16 +936,8 @@ impl Config {
             );
             check(!db.roles.is_empty(), "database.roles", "must name at least one role");
         }
-        for (name, backend) in self.backends() {
-            if let Some(b) = backend {
-                let scheme_ok = b.url.split(',').all(|u| u.trim().contains("://"));
-                check(scheme_ok, &format!("{name}.url"), "must be a URL with a scheme, e.g. https://host:port");
-                check(
-                    AVAILABLE_BACKENDS.contains(&name),
-                    name,
-                    "this version of cx-operator has no provider for this backend; remove the section",
-                );
-            }
+        if let Some(grafana) = &self.grafana {
+            grafana.check(&mut check);
         }
         if let Some(l) = &self.licence {
             let defaults = &self.defaults.quota;
@@ -797,11 +985,6 @@ impl Config {
         }
     }
 
-    /// The backend sections by their config key.
-    pub fn backends(&self) -> [(&'static str, Option<&BackendConfig>); 2] {
-        [("grafana", self.grafana.as_ref()), ("notifications", self.notifications.as_ref())]
-    }
-
     /// A configuration for offline use (`cx-operator plan` without `--config`).
     pub fn example() -> Config {
         Config::parse("rootDomain: cx.example.com\nplatformNamespace: cx-platform\n").expect("the built-in example configuration is valid")
@@ -832,7 +1015,8 @@ fn section_problems(value: &serde_yaml_ng::Value) -> Vec<Problem> {
             "reconcile" => check::<ReconcileConfig>(section, key),
             "leaderElection" => check::<LeaderElectionConfig>(section, key),
             "sharding" => check::<ShardingConfig>(section, key),
-            "grafana" | "notifications" => check::<Option<BackendConfig>>(section, key),
+            "grafana" => check::<Option<GrafanaConfig>>(section, key),
+            "notifications" => check::<Option<NotificationsConfig>>(section, key),
             "identity" => check::<Option<IdentityConfig>>(section, key),
             "cache" => check::<Option<CacheConfig>>(section, key),
             "database" => check::<Option<DatabaseConfig>>(section, key),
@@ -1005,9 +1189,46 @@ mod tests {
     }
 
     #[test]
-    fn a_backend_without_a_provider_is_refused() {
-        let p = problems("rootDomain: cx.example.com\nplatformNamespace: p\ngrafana: {url: 'https://grafana:3000'}\n");
-        assert_eq!(p, vec!["grafana: this version of cx-operator has no provider for this backend; remove the section".to_string()]);
+    fn grafana_gets_documented_defaults() {
+        let c = Config::parse(
+            "rootDomain: cx.example.com\nplatformNamespace: p\ngrafana: {url: 'https://grafana:3000', credentialsSecret: g, dataSourceUid: tenants}\n",
+        )
+        .unwrap();
+        let g = c.grafana.unwrap();
+        assert_eq!((g.host_format.as_str(), g.allowed_hosts_key.as_str()), ("https://<fqdn>", "allowedHosts"));
+        assert_eq!((g.timeout, g.write_attempts, g.organizations), (Duration::from_secs(10), 5, false));
+        assert!(g.ca_secret.is_none() && g.data_source_org_id.is_none());
+    }
+
+    #[test]
+    fn grafana_is_checked_with_its_paths() {
+        let p = problems(
+            "rootDomain: cx.example.com\nplatformNamespace: p\ngrafana: {url: 'grafana:3000', credentialsSecret: G_, dataSourceUid: 'a b', \
+             dataSourceOrgId: 0, allowedHostsKey: ' ', hostFormat: 'https://<tenant>.x', caSecret: CA, timeout: 0s, writeAttempts: 0}\n",
+        );
+        for path in [
+            "grafana.url:",
+            "grafana.credentialsSecret:",
+            "grafana.dataSourceUid:",
+            "grafana.dataSourceOrgId:",
+            "grafana.allowedHostsKey:",
+            "grafana.hostFormat:",
+            "grafana.caSecret:",
+            "grafana.timeout:",
+            "grafana.writeAttempts:",
+        ] {
+            assert!(p.iter().any(|m| m.starts_with(path)), "missing {path} in {p:?}");
+        }
+        let p = problems(
+            "rootDomain: cx.example.com\nplatformNamespace: p\ngrafana: {url: 'https://admin:s3cret@g', credentialsSecret: g, dataSourceUid: d}\n",
+        );
+        assert_eq!(p, ["grafana.url: must not carry credentials (user:password@); use grafana.credentialsSecret"]);
+        let p = problems("rootDomain: cx.example.com\nplatformNamespace: p\ngrafana: {url: 'https://g', credentialsSecret: g}\n");
+        assert!(p.iter().any(|m| m.starts_with("grafana") && m.contains("dataSourceUid")), "{p:?}");
+        let p = problems(
+            "rootDomain: cx.example.com\nplatformNamespace: p\ngrafana: {url: 'https://g', credentialsSecret: g, dataSourceUid: d, token: x}\n",
+        );
+        assert!(p.iter().any(|m| m.starts_with("grafana") && m.contains("unknown field")), "a token never goes into the file: {p:?}");
     }
 
     #[test]
@@ -1064,6 +1285,50 @@ mod tests {
             problems("rootDomain: cx.example.com\nplatformNamespace: p\nlicence: {agents: 10}\ndefaults: {quota: {agents: 2}}\n")
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn notifications_get_documented_defaults() {
+        let c = Config::parse(
+            "rootDomain: cx.example.com\nplatformNamespace: p\nnotifications:\n  webhooks:\n  \
+             - {name: billing, url: 'https://billing.example.com/hooks', signingKey: {secretName: webhook-keys}}\n",
+        )
+        .unwrap();
+        let n = c.notifications.unwrap();
+        assert_eq!(n.source, "/cx-operator");
+        assert_eq!((n.timeout, n.min_backoff, n.max_backoff), (Duration::from_secs(10), Duration::from_secs(5), Duration::from_secs(300)));
+        assert_eq!((n.give_up_after, n.deletion_give_up_after), (Duration::from_secs(86_400), Duration::from_secs(600)));
+        assert_eq!(n.webhooks[0].signing_key.key, "signingKey");
+        assert!(n.webhooks[0].ca_secret.is_none());
+    }
+
+    #[test]
+    fn notifications_are_checked_with_their_paths() {
+        let p = problems(
+            "rootDomain: cx.example.com\nplatformNamespace: p\nnotifications:\n  source: ''\n  minBackoff: 1m\n  maxBackoff: 10s\n  \
+             deletionGiveUpAfter: 0s\n  webhooks:\n  \
+             - {name: Billing, url: 'ftp://billing', signingKey: {secretName: k, key: 'a/b'}}\n  \
+             - {name: crm, url: 'https://user:secret@crm.example.com/', signingKey: {secretName: k}, caSecret: CA}\n  \
+             - {name: crm, url: 'https://crm2.example.com/', signingKey: {secretName: k}}\n",
+        );
+        for path in [
+            "notifications.webhooks[0].name:",
+            "notifications.webhooks[0].url:",
+            "notifications.webhooks[0].signingKey.key:",
+            "notifications.webhooks[1].url: must not carry credentials",
+            "notifications.webhooks[1].caSecret:",
+            "notifications.webhooks[2].name: must be unique",
+            "notifications.source:",
+            "notifications.minBackoff:",
+            "notifications.deletionGiveUpAfter:",
+        ] {
+            assert!(p.iter().any(|m| m.starts_with(path)), "missing {path} in {p:?}");
+        }
+        assert!(p.iter().all(|m| !m.contains("secret@")), "a URL with credentials is never repeated: {p:?}");
+        let p = problems("rootDomain: cx.example.com\nplatformNamespace: p\nnotifications: {webhooks: []}\n");
+        assert_eq!(p, ["notifications.webhooks: must name at least one webhook"]);
+        let p = problems("rootDomain: cx.example.com\nplatformNamespace: p\nnotifications: {webhooks: [{name: a, url: 'https://a'}]}\n");
+        assert!(p.iter().any(|m| m.starts_with("notifications.webhooks[0]") && m.contains("signingKey")), "{p:?}");
     }
 
     #[test]

@@ -21,9 +21,14 @@ fn plan_shows_what_a_tenant_becomes_without_a_cluster() {
     let ingress = &plan["kubernetes"][2];
     assert_eq!(ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"], "letsencrypt-prod");
     assert_eq!(ingress["spec"]["ingressClassName"], "nginx");
-    assert_eq!(plan["notConfigured"], serde_json::json!(["grafana"]));
+    assert_eq!(plan["notConfigured"], serde_json::json!([]));
     let backends: Vec<&str> = plan["external"].as_array().unwrap().iter().map(|b| b["backend"].as_str().unwrap()).collect();
-    assert_eq!(backends, ["identity", "database", "cache"]);
+    assert_eq!(backends, ["identity", "database", "cache", "grafana"]);
+    assert_eq!(
+        plan["external"][3]["objects"][0],
+        serde_json::json!({"kind": "allowedHost", "name": "https://support.acme.example",
+                           "settings": {"dataSourceUid": "cx-tenants", "jsonDataKey": "allowedHosts"}})
+    );
     let identity = serde_json::to_string(&plan["external"][0]).unwrap();
     for shown in ["acme", "cx-platform", "supervisor", "https://support.acme.example/*"] {
         assert!(identity.contains(shown), "the identity plan shows {shown}: {identity}");

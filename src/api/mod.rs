@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod common;
 pub mod conditions;
+pub mod notifications;
 pub mod quota;
 pub mod tenant;
 

@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{Activation, SecretKeyRef, SecretReference, UsageFigure};
+use super::notifications::NotificationStatus;
 
 /// Annotation whose fresh value asks the operator to rotate the tenant's generated
 /// credentials once (database and cache passwords).
@@ -344,15 +345,41 @@ pub struct TenantStatus {
     /// True once `spec.expiresAt` has passed and the tenant was deactivated for it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub expired: bool,
+    /// When the tenant first became Ready. The `ready` lifecycle notification is sent
+    /// for this first time only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_ready_time: Option<Time>,
+    /// Lifecycle notifications (CloudEvents to the configured webhooks): the events
+    /// still being delivered and the last one of each type delivered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<NotificationStatus>,
     /// The Secrets holding the tenant's generated credentials.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub credentials: BTreeMap<String, SecretReference>,
     /// The last handled value of the `cx-operator.io/rotate-credentials` annotation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_credential_rotation: Option<String>,
+    /// What the tenant has in Grafana, as last written there: the allowed host in the
+    /// shared data source and the tenant's organisation. The operator removes exactly
+    /// these on a host change or deletion, also after a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grafana: Option<GrafanaStatus>,
     /// Usage summary, from the tenant's CapabilityQuota.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<TenantUsage>,
+}
+
+/// What the tenant has in Grafana.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GrafanaStatus {
+    /// The entry of the tenant in the `jsonData.allowedHosts` of the platform's Grafana
+    /// data source (the tenant URL in the configured `grafana.hostFormat`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_host: Option<String>,
+    /// The id of the tenant's Grafana organisation (with `grafana.organizations: true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org_id: Option<i64>,
 }
 
 /// Usage summary of a tenant.

@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod diff;
 pub mod events;
+pub mod notifications;
 pub mod quota;
 pub mod secrets;
 pub mod tenant;
@@ -67,6 +68,10 @@ pub enum Error {
     /// A backend failed.
     #[error(transparent)]
     Provider(#[from] ProviderError),
+    /// A lifecycle notification could not be delivered; it is retried at the time it
+    /// carries (its delivery backoff), not at the reconcile backoff.
+    #[error(transparent)]
+    Notification(#[from] notifications::Undelivered),
     /// Adding or removing the finalizer, or the cleanup behind it, failed.
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
@@ -85,6 +90,7 @@ impl Error {
             Error::InvalidSpec(_) | Error::Conflict(_) => false,
             Error::Kube { source, .. } => !matches!(source, kube::Error::Api(s) if s.code == 400 || s.code == 422),
             Error::Provider(e) => e.is_retryable(),
+            Error::Notification(_) => true,
             Error::Finalizer(e) => match e.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e.is_retryable(),
                 _ => true,
@@ -99,12 +105,45 @@ impl Error {
             Error::Kube { .. } => reasons::API_ERROR,
             Error::Conflict(_) => reasons::CONFLICT,
             Error::Provider(e) => e.reason(),
+            Error::Notification(_) => notifications::UNDELIVERED,
             Error::Finalizer(e) => match e.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e.reason(),
                 _ => reasons::API_ERROR,
             },
         }
     }
+
+    /// When a retry is due, for errors that know it (a notification's delivery
+    /// backoff); others back off per object.
+    pub fn retry_at(&self) -> Option<jiff::Timestamp> {
+        match self {
+            Error::Notification(e) => Some(e.retry_at),
+            Error::Finalizer(e) => match e.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e.retry_at(),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+/// The object as the API server has it now, when the cached copy is being deleted.
+///
+/// The caches are fed by separate watches that are not ordered with each other: an
+/// event on an owned object can start a reconcile of its owner while the owner's own
+/// cache still holds it with the finalizer that an earlier reconcile already removed.
+/// Cleanup deletes external data irreversibly, so it runs only on a fresh read. None
+/// when the object is gone or was replaced by another of the same name.
+pub async fn current_if_deleting<K>(api: &Api<K>, cached: Arc<K>) -> Result<Option<Arc<K>>, Error>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    if cached.meta().deletion_timestamp.is_none() {
+        return Ok(Some(cached));
+    }
+    let name = cached.name_any();
+    let fresh = api.get_opt(&name).await.map_err(Error::kube(format!("reading {name} before its cleanup")))?;
+    Ok(fresh.filter(|f| f.uid() == cached.uid()).map(Arc::new))
 }
 
 /// Caches of the objects the controllers read, shared with the watches that feed them.
@@ -208,7 +247,10 @@ pub fn error_policy<K: Resource<DynamicType = ()>>(controller: &'static str) -> 
         ctx.metrics.reconcile_failed(controller, error.reason());
         let key = ObjectRef::from_obj(obj.as_ref()).to_string();
         if error.is_retryable() {
-            let delay = ctx.backoff(&key);
+            let delay = match error.retry_at() {
+                Some(at) => Duration::try_from(at.duration_since(jiff::Timestamp::now())).unwrap_or(Duration::ZERO),
+                None => ctx.backoff(&key),
+            };
             tracing::warn!(controller, object = %key, error = %error, retry_in = ?delay, "reconcile failed");
             Action::requeue(delay)
         } else {

@@ -23,7 +23,7 @@ use kube::{
 };
 use serde_json::json;
 
-use super::{Applied, Context, Error, apply, quota, secrets, tenant_desired};
+use super::{Applied, Context, Error, apply, notifications, quota, secrets, tenant_desired};
 use crate::{
     api::{
         Agent, CapabilityQuota, CapabilityQuotaSpec, Tenant, TenantPhase, TenantStatus,
@@ -53,6 +53,10 @@ pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action,
     let _timer = ctx.metrics.reconcile_started(CONTROLLER);
     let key = ObjectRef::from_obj(tenant.as_ref()).to_string();
     let api: Api<Tenant> = Api::all(ctx.client.clone());
+    let Some(tenant) = super::current_if_deleting(&api, tenant).await? else {
+        ctx.succeeded(&key);
+        return Ok(Action::await_change());
+    };
     let action = finalizer(&api, TENANT_FINALIZER, tenant, |event| async {
         match event {
             FinalizerEvent::Apply(t) => provision(t, &ctx).await,
@@ -72,6 +76,8 @@ struct Outcome {
     conditions: Vec<Cond>,
     operations: Vec<String>,
     credentials: Vec<(&'static str, String)>,
+    /// What the Grafana provider wrote, for `status.grafana`; None keeps the recorded one.
+    grafana: Option<crate::api::tenant::GrafanaStatus>,
     error: Option<Error>,
     recheck_at: Option<Timestamp>,
 }
@@ -126,13 +132,17 @@ async fn provision(tenant: Arc<Tenant>, ctx: &Context) -> Result<Action, Error> 
         let note = "rotated the generated credentials of every backend; the old passwords no longer work".to_string();
         ctx.event(tenant.as_ref(), EventType::Normal, "CredentialsRotated", "Rotate", note).await;
     }
+    // A lifecycle event goes into the outbox in the same status write as the phase
+    // change it reports, then is delivered.
+    notifications::record_transition(&mut status, &previous, &tenant, ctx, now).await?;
     if write_status(&tenant, status.clone(), ctx).await? {
         transition_events(&tenant, &previous, &status, ctx).await;
     }
+    let next_delivery = notifications::deliver(&tenant, &mut status, ctx, Timestamp::now()).await;
     if let Some(error) = outcome.error {
         return Err(error);
     }
-    Ok(next_action(phase, outcome.recheck_at, now, ctx))
+    Ok(next_action(phase, outcome.recheck_at, next_delivery?, now, ctx))
 }
 
 /// Namespace and tenant ConfigMap; false when the namespace is not usable yet.
@@ -273,6 +283,7 @@ async fn provider_steps(tenant: &Tenant, desired: &tenant_desired::DesiredTenant
                 if let Some(name) = done.credentials {
                     out.credentials.push((kind.config_key(), name));
                 }
+                out.grafana = done.grafana.or(out.grafana.take());
             }
             Err(e) => out.fail(kind.condition_type(), e.into()),
         }
@@ -345,6 +356,9 @@ fn record_credentials(status: &mut TenantStatus, tenant: &Tenant, namespace: &st
     for (backend, name) in &out.credentials {
         status.credentials.insert(backend.to_string(), SecretReference { namespace: namespace.to_string(), name: name.clone() });
     }
+    if let Some(grafana) = &out.grafana {
+        status.grafana = Some(grafana.clone());
+    }
     if out.error.is_none()
         && let Some(value) = rotation_requested(tenant)
     {
@@ -381,12 +395,18 @@ async fn write_status(tenant: &Tenant, status: TenantStatus, ctx: &Context) -> R
     if tenant.status.as_ref() == Some(&status) {
         return Ok(false);
     }
+    patch_status(tenant, &status, ctx).await?;
+    Ok(true)
+}
+
+/// Applies the whole status through the status subresource.
+pub(super) async fn patch_status(tenant: &Tenant, status: &TenantStatus, ctx: &Context) -> Result<(), Error> {
     let api: Api<Tenant> = Api::all(ctx.client.clone());
     let patch = json!({"apiVersion": "cx-operator.io/v1alpha1", "kind": "Tenant", "status": status});
     api.patch_status(&tenant.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
         .await
         .map_err(Error::kube(format!("updating status of Tenant {}", tenant.name_any())))?;
-    Ok(true)
+    Ok(())
 }
 
 /// Events for phase changes: the tenant's operation log.
@@ -416,7 +436,10 @@ async fn transition_events(tenant: &Tenant, previous: &TenantStatus, status: &Te
     ctx.event(tenant, type_, reason, action, note).await;
 }
 
-fn next_action(phase: TenantPhase, recheck_at: Option<Timestamp>, now: Timestamp, ctx: &Context) -> Action {
+/// When to look again: the jittered resync, sooner while provisioning, a second after
+/// a recheck time, and exactly when a waiting notification delivery is due (its
+/// stored time is already rounded up).
+fn next_action(phase: TenantPhase, recheck_at: Option<Timestamp>, delivery_at: Option<Timestamp>, now: Timestamp, ctx: &Context) -> Action {
     let mut delay = ctx.resync();
     if phase == TenantPhase::Provisioning {
         delay = delay.min(UNSETTLED_RECHECK);
@@ -424,6 +447,9 @@ fn next_action(phase: TenantPhase, recheck_at: Option<Timestamp>, now: Timestamp
     if let Some(at) = recheck_at {
         let until = Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO);
         delay = delay.min(until + Duration::from_secs(1));
+    }
+    if let Some(at) = delivery_at {
+        delay = delay.min(Duration::try_from(at.duration_since(Timestamp::now())).unwrap_or(Duration::ZERO));
     }
     Action::requeue(delay)
 }
@@ -434,11 +460,18 @@ async fn cleanup(tenant: Arc<Tenant>, ctx: &Context) -> Result<Action, Error> {
     let now = Timestamp::now();
     let desired = tenant_desired::assemble(&tenant, &ctx.config, now);
     let mut status = tenant.status.clone().unwrap_or_default();
-    if status.phase != Some(TenantPhase::Deleting) {
+    let starting = status.phase != Some(TenantPhase::Deleting);
+    if starting {
         status.phase = Some(TenantPhase::Deleting);
         let deleting = Cond::fail(types::READY, reasons::DELETING, "the tenant is being deleted");
         conditions::set(&mut status.conditions, &deleting, tenant.metadata.generation, Time(now));
-        write_status(&tenant, status, ctx).await?;
+    }
+    // The `deleted` event goes into the outbox in the same write as the phase.
+    let recorded = notifications::record_deletion(&mut status, &tenant, ctx, now).await?;
+    if starting || recorded {
+        write_status(&tenant, status.clone(), ctx).await?;
+    }
+    if starting {
         let note = format!("deleting tenant (deletionPolicy {:?})", tenant.spec.deletion_policy);
         ctx.event(tenant.as_ref(), EventType::Normal, reasons::DELETING, "Delete", note).await;
     }
@@ -462,6 +495,9 @@ async fn cleanup(tenant: Arc<Tenant>, ctx: &Context) -> Result<Action, Error> {
             ctx.event(tenant.as_ref(), EventType::Normal, "Retained", "Delete", note).await;
         }
     }
+    // Receivers hear of the deletion (or the event is given up after
+    // notifications.deletionGiveUpAfter) before the finalizer goes.
+    notifications::deliver_before_deletion(&tenant, &mut status, ctx).await?;
     ctx.event(
         tenant.as_ref(),
         EventType::Normal,

@@ -105,7 +105,7 @@ impl Provisioner for CacheProvisioner {
             format!("cache user {user} is switched off; its keys are kept")
         };
         let condition = Cond::ok(ProviderKind::Cache.condition_type(), reasons::PROVISIONED, message);
-        Ok(Provisioned { condition, operations, credentials: Some(CACHE_SECRET.into()) })
+        Ok(Provisioned { credentials: Some(CACHE_SECRET.into()), ..Provisioned::new(condition, operations) })
     }
 
     async fn delete(&self, request: &TenantRequest<'_>) -> Result<Vec<String>, ProviderError> {
@@ -190,7 +190,7 @@ impl Provisioner for DatabaseProvisioner {
             format!("the user of database {database} has no roles while the tenant is disabled; data is kept")
         };
         let condition = Cond::ok(ProviderKind::Database.condition_type(), reasons::PROVISIONED, message);
-        Ok(Provisioned { condition, operations, credentials: Some(DATABASE_SECRET.into()) })
+        Ok(Provisioned { credentials: Some(DATABASE_SECRET.into()), ..Provisioned::new(condition, operations) })
     }
 
     async fn delete(&self, request: &TenantRequest<'_>) -> Result<Vec<String>, ProviderError> {

@@ -5,9 +5,12 @@
 //! unconfigured one makes its condition report `NotConfigured` and is skipped.
 
 pub mod data;
+pub mod grafana;
+pub mod http;
 pub mod identity;
 pub mod keycloak;
 pub mod mongodb;
+pub mod notifications;
 pub mod password;
 pub mod redis;
 pub mod setup;
@@ -93,12 +96,15 @@ pub struct Provisioned {
     /// The Secret (in the tenant namespace) holding the credentials this provider
     /// generated, published in the Tenant's status by name only.
     pub credentials: Option<String>,
+    /// What the tenant has in Grafana, recorded in `status.grafana` (Grafana provider
+    /// only): what a later host change or deletion must remove.
+    pub grafana: Option<crate::api::tenant::GrafanaStatus>,
 }
 
 impl Provisioned {
     /// A result with a condition and operations, and no credentials Secret.
     pub fn new(condition: Cond, operations: Vec<String>) -> Self {
-        Self { condition, operations, credentials: None }
+        Self { condition, operations, credentials: None, grafana: None }
     }
 }
 
@@ -236,6 +242,7 @@ pub struct Usage {
 pub struct Providers {
     provisioners: Vec<Arc<dyn Provisioner>>,
     keycloak: Option<Arc<keycloak::KeycloakProvider>>,
+    notifier: Option<Arc<notifications::Notifier>>,
 }
 
 impl fmt::Debug for Providers {
@@ -258,6 +265,17 @@ impl Providers {
         let mut providers = self.with(Arc::new(identity::IdentityProvisioner::new(keycloak.clone())));
         providers.keycloak = Some(keycloak);
         providers
+    }
+
+    /// Sets the notifier of lifecycle events.
+    pub fn with_notifier(mut self, notifier: Arc<notifications::Notifier>) -> Self {
+        self.notifier = Some(notifier);
+        self
+    }
+
+    /// The notifier of lifecycle events, when webhooks are configured.
+    pub fn notifier(&self) -> Option<&Arc<notifications::Notifier>> {
+        self.notifier.as_ref()
     }
 
     /// The identity provider, when configured.

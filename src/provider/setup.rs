@@ -10,11 +10,13 @@ use mongodb::bson::Document;
 use super::{
     Providers,
     data::{CacheProvisioner, DatabaseProvisioner},
+    grafana::{GrafanaAuth, GrafanaProvisioner, GrafanaSettings},
     keycloak::{KeycloakAuth, KeycloakProvider, KeycloakSettings, RealmTemplate},
     mongodb::{MongoBackend, MongoError, MongoProvider, MongoSettings},
+    notifications::{Notifier, SigningKey, WebhookSettings},
     redis::{RedisProvider, RedisSettings},
 };
-use crate::config::{Config, IdentityConfig, RealmConfig};
+use crate::config::{Config, GrafanaConfig, IdentityConfig, NotificationsConfig, RealmConfig};
 
 /// Why the providers could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -114,7 +116,46 @@ pub async fn from_config(client: &Client, config: &Config) -> Result<Providers, 
         let mongo = MongoProvider::connect(settings).await.map_err(|source| SetupError::Provider { backend: "database", source })?;
         providers = providers.with(Arc::new(DatabaseProvisioner::new(Arc::new(mongo), &uri)));
     }
+    if let Some(grafana) = &config.grafana {
+        let credentials = secrets.data(&grafana.credentials_secret).await?;
+        let auth = grafana_auth(&credentials).ok_or_else(|| SetupError::MissingKey {
+            namespace: secrets.namespace.clone(),
+            name: grafana.credentials_secret.clone(),
+            key: "token, or username and password",
+        })?;
+        let ca_pem = match &grafana.ca_secret {
+            Some(name) => Some(secrets.key(name, "ca.crt").await?),
+            None => None,
+        };
+        let source = format!("Secret {}/{}", secrets.namespace, grafana.credentials_secret);
+        let provisioner = GrafanaProvisioner::new(grafana_settings(grafana, auth, source, ca_pem))
+            .map_err(|source| SetupError::Provider { backend: "grafana", source })?;
+        providers = providers.with(Arc::new(provisioner));
+    }
+    if let Some(notifications) = &config.notifications {
+        providers = providers.with_notifier(Arc::new(notifier(notifications, &secrets).await?));
+    }
     Ok(providers)
+}
+
+/// The notifier of lifecycle events, with each webhook's signing key and CA from
+/// Secrets in the operator namespace. Keys are read once, at start (like every
+/// backend credential): a rotated key takes effect when the operator restarts.
+async fn notifier(config: &NotificationsConfig, secrets: &SecretReader) -> Result<Notifier, SetupError> {
+    let mut webhooks = Vec::new();
+    for webhook in &config.webhooks {
+        let selector = &webhook.signing_key;
+        let key = secrets.bytes(&selector.secret_name, &selector.key).await?.ok_or_else(|| {
+            let message = format!("Secret {}/{} has no key {:?}", secrets.namespace, selector.secret_name, selector.key);
+            SetupError::Provider { backend: "notifications", source: super::ProviderError::Refused { backend: "notifications", message } }
+        })?;
+        let ca_pem = match &webhook.ca_secret {
+            Some(name) => Some(secrets.key(name, "ca.crt").await?),
+            None => None,
+        };
+        webhooks.push(WebhookSettings { name: webhook.name.clone(), url: webhook.url.clone(), signing_key: SigningKey::new(key), ca_pem });
+    }
+    Notifier::new(config, webhooks).map_err(|source| SetupError::Provider { backend: "notifications", source })
 }
 
 /// The providers as `cx-operator plan` needs them: built from the configuration alone,
@@ -154,7 +195,38 @@ pub async fn for_plan(config: &Config) -> Result<Providers, SetupError> {
             MongoProvider::new(Arc::new(Offline), settings).map_err(|source| SetupError::Provider { backend: "database", source })?;
         providers = providers.with(Arc::new(DatabaseProvisioner::new(Arc::new(mongo), "mongodb://<from the database.uriSecret Secret>")));
     }
+    if let Some(grafana) = &config.grafana {
+        let settings = grafana_settings(grafana, GrafanaAuth::Token(String::new()), "planning".into(), None);
+        let provisioner = GrafanaProvisioner::new(settings).map_err(|source| SetupError::Provider { backend: "grafana", source })?;
+        providers = providers.with(Arc::new(provisioner));
+    }
     Ok(providers)
+}
+
+/// A service-account token when the Secret has one, else a user's password.
+fn grafana_auth(data: &BTreeMap<String, String>) -> Option<GrafanaAuth> {
+    if let Some(token) = data.get("token").filter(|t| !t.is_empty()) {
+        return Some(GrafanaAuth::Token(token.clone()));
+    }
+    let (username, password) = (data.get("username")?, data.get("password")?);
+    Some(GrafanaAuth::Basic { username: username.clone(), password: password.clone() })
+}
+
+/// The Grafana provider's settings from its configuration section.
+pub fn grafana_settings(config: &GrafanaConfig, auth: GrafanaAuth, credentials_source: String, ca_pem: Option<String>) -> GrafanaSettings {
+    GrafanaSettings {
+        url: config.url.clone(),
+        auth,
+        credentials_source,
+        data_source_uid: config.data_source_uid.clone(),
+        data_source_org_id: config.data_source_org_id,
+        allowed_hosts_key: config.allowed_hosts_key.clone(),
+        host_format: config.host_format.clone(),
+        organizations: config.organizations,
+        ca_pem,
+        timeout: config.timeout,
+        write_attempts: config.write_attempts,
+    }
 }
 
 /// Client credentials when the Secret has them, else an admin user's password.
@@ -218,6 +290,16 @@ impl SecretReader {
             source,
         })?;
         Ok(secret.data.unwrap_or_default().into_iter().filter_map(|(k, v)| String::from_utf8(v.0).ok().map(|v| (k, v))).collect())
+    }
+
+    /// The bytes of one key of a Secret, or None when the Secret lacks the key.
+    async fn bytes(&self, name: &str, key: &str) -> Result<Option<Vec<u8>>, SetupError> {
+        let secret = self.api.get(name).await.map_err(|source| SetupError::ReadSecret {
+            namespace: self.namespace.clone(),
+            name: name.to_string(),
+            source,
+        })?;
+        Ok(secret.data.unwrap_or_default().remove(key).map(|v| v.0))
     }
 
     async fn key(&self, name: &str, key: &'static str) -> Result<String, SetupError> {

@@ -4,8 +4,10 @@
 
 pub mod cluster;
 pub mod fake_apiserver;
+pub mod fake_grafana;
 pub mod fake_keycloak;
 
 pub mod recording_provider;
 pub mod redis_server;
 pub mod schema;
+pub mod webhook_receiver;

@@ -1,16 +1,15 @@
 //! The HTTP side of the Keycloak provider: the TLS setup, the cached admin token and
 //! the classification of failures into [`ProviderError`]s.
 
-use std::{error::Error as StdError, fmt, sync::Arc, time::Duration};
+use std::{fmt, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use keycloak::{KeycloakAdmin, KeycloakAdminToken, KeycloakError, KeycloakServiceAccountAdminTokenRetriever, KeycloakTokenSupplier};
-use rustls::{ClientConfig, RootCertStore, crypto::CryptoProvider, pki_types::CertificateDer, pki_types::pem::PemObject};
 use serde::Deserialize;
 use tokio::{sync::Mutex, time::Instant};
 
 use super::{BACKEND, KeycloakAuth};
-use crate::provider::ProviderError;
+use crate::provider::{ProviderError, http::describe_transport};
 
 /// The Admin REST API client with the operator's token cache.
 pub(super) type Admin = KeycloakAdmin<SharedTokens>;
@@ -25,48 +24,10 @@ const REFRESH_MARGIN: Duration = Duration::from_secs(30);
 /// pages of a proxy, not Keycloak's own message.
 const MAX_QUOTED_TEXT: usize = 200;
 
-/// An HTTP client that speaks TLS through rustls on *ring*. With `ca_pem`, only the
-/// certificates in it are trusted; otherwise the platform's trust store is.
+/// The HTTP client of the Admin API (TLS, CA bundle and timeouts shared with every
+/// HTTP backend).
 pub(super) fn http_client(ca_pem: Option<&str>, timeout: Duration) -> Result<reqwest::Client, ProviderError> {
-    let tls = tls_config(ca_pem)?;
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .timeout(timeout)
-        .connect_timeout(timeout)
-        .build()
-        .map_err(|e| refused(format!("cannot build the HTTP client: {}", error_chain(&e))))
-}
-
-fn tls_config(ca_pem: Option<&str>) -> Result<ClientConfig, ProviderError> {
-    let provider: Arc<CryptoProvider> = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| refused(format!("cannot set up TLS: {e}")))?;
-    let mut config = match ca_pem {
-        Some(pem) => builder.with_root_certificates(root_store(pem)?).with_no_client_auth(),
-        None => {
-            let verifier = rustls_platform_verifier::Verifier::new(provider)
-                .map_err(|e| refused(format!("cannot load the platform's trusted certificates: {e}")))?;
-            builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier)).with_no_client_auth()
-        }
-    };
-    // The HTTP client is built without HTTP/2, so only HTTP/1.1 may be negotiated.
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
-}
-
-fn root_store(pem: &str) -> Result<RootCertStore, ProviderError> {
-    let certificates = CertificateDer::pem_slice_iter(pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| refused(format!("the Keycloak CA bundle is not valid PEM: {e}")))?;
-    if certificates.is_empty() {
-        return Err(refused("the Keycloak CA bundle holds no certificate".into()));
-    }
-    let mut store = RootCertStore::empty();
-    for certificate in certificates {
-        store.add(certificate).map_err(|e| refused(format!("the Keycloak CA bundle holds an unusable certificate: {e}")))?;
-    }
-    Ok(store)
+    crate::provider::http::client(BACKEND, "Keycloak", ca_pem, timeout)
 }
 
 /// The admin token, fetched on first use and kept until shortly before it expires.
@@ -214,31 +175,6 @@ pub(super) fn error_text(text: &str) -> String {
     })
 }
 
-fn describe_transport(error: &reqwest::Error) -> String {
-    if error.is_timeout() {
-        format!("no answer in time ({})", error_chain(error))
-    } else if error.is_decode() {
-        format!("unexpected response body ({})", error_chain(error))
-    } else {
-        error_chain(error)
-    }
-}
-
-/// An error with its sources, which say what actually failed ("connection refused").
-fn error_chain(error: &dyn StdError) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 pub(super) fn unavailable(message: String) -> ProviderError {
     ProviderError::Unavailable { backend: BACKEND, message }
 }
@@ -279,6 +215,7 @@ mod tests {
 
     #[test]
     fn a_pem_without_certificates_is_refused() {
-        assert!(matches!(root_store("not a certificate"), Err(ProviderError::Refused { .. })));
+        let error = http_client(Some("not a certificate"), Duration::from_secs(1)).unwrap_err();
+        assert!(matches!(error, ProviderError::Refused { backend: BACKEND, .. }), "{error}");
     }
 }
