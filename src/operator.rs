@@ -220,9 +220,9 @@ async fn run_controllers(
         let (secret_cfg, secret_tenants) = (config.clone(), tenants.clone());
         Controller::for_shared_stream(t1, tenants.clone())
             .with_config(controller_config.clone())
-            .owns_stream(ns_stream)
-            .owns_stream(cm_stream)
-            .owns_stream(ing_stream)
+            .watches_stream(ns_stream, owning_tenant)
+            .watches_stream(cm_stream, owning_tenant)
+            .watches_stream(ing_stream, owning_tenant)
             .watches_stream(secret_stream, move |secret| tenants_using_secret(&secret.name_any(), &secret_tenants, &secret_cfg))
             .watches_shared_stream(q1, namespace_tenant(config.clone()))
             .graceful_shutdown_on(stop.clone())
@@ -277,6 +277,22 @@ fn tenants_using_secret(secret: &str, tenants: &Store<Tenant>, config: &Config) 
         .collect()
 }
 
+/// Maps an object the operator created for a Tenant to that Tenant.
+///
+/// Not `Controller::owns`: it keys the owner with the child's namespace, and a Tenant is
+/// cluster-scoped, so a ConfigMap in the tenant namespace and an Ingress in the platform
+/// namespace would each schedule the same Tenant under another key, and reconciles of
+/// one Tenant could run at the same time.
+fn owning_tenant<K: Resource>(obj: K) -> Option<ObjectRef<Tenant>> {
+    let tenant_kind = (Tenant::api_version(&()), Tenant::kind(&()));
+    obj.owner_references()
+        .iter()
+        .find(|o| {
+            o.controller == Some(true) && (o.api_version.as_str(), o.kind.as_str()) == (tenant_kind.0.as_ref(), tenant_kind.1.as_ref())
+        })
+        .map(|o| ObjectRef::new(&o.name))
+}
+
 /// Maps an object in a tenant namespace to its Tenant.
 fn namespace_tenant<K: Resource>(config: Arc<Config>) -> impl Fn(Arc<K>) -> Option<ObjectRef<Tenant>> + Send + Sync + 'static {
     move |obj| {
@@ -298,4 +314,47 @@ pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler installs");
     tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+    use super::*;
+
+    fn owned_config_map(owner: OwnerReference) -> ConfigMap {
+        let mut cm = ConfigMap::default();
+        cm.metadata.name = Some("cx-tenant".into());
+        cm.metadata.namespace = Some("tenant-acme".into());
+        cm.metadata.owner_references = Some(vec![owner]);
+        cm
+    }
+
+    #[test]
+    fn an_owned_object_maps_to_its_cluster_scoped_tenant() {
+        let spec = serde_json::json!({
+            "displayName": "Acme", "company": {"name": "Acme GmbH"},
+            "admin": {"username": "alice", "email": "alice@acme.test", "firstName": "Alice"}
+        });
+        let mut tenant = Tenant::new("acme", serde_json::from_value(spec).unwrap());
+        tenant.metadata.uid = Some("uid-1".into());
+        let owner = tenant.controller_owner_ref(&()).unwrap();
+        let mapped = owning_tenant(owned_config_map(owner)).expect("the Tenant");
+        // The same key as the Tenant's own watch events: no namespace.
+        assert_eq!(mapped, ObjectRef::from_obj(&tenant));
+        assert_eq!(mapped.namespace, None);
+    }
+
+    #[test]
+    fn objects_owned_by_something_else_map_to_nothing() {
+        let owner = OwnerReference {
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+            name: "acme".into(),
+            uid: "uid-2".into(),
+            controller: Some(true),
+            ..Default::default()
+        };
+        assert_eq!(owning_tenant(owned_config_map(owner)), None);
+    }
 }

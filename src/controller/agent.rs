@@ -68,6 +68,10 @@ pub async fn reconcile(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action, E
     let action = match ctx.providers.keycloak().cloned() {
         Some(keycloak) => {
             let api: Api<Agent> = Api::namespaced(ctx.client.clone(), &agent.namespace().unwrap_or_default());
+            let Some(agent) = super::current_if_deleting(&api, agent).await? else {
+                ctx.succeeded(&key);
+                return Ok(Action::await_change());
+            };
             finalizer(&api, USER_FINALIZER, agent, |event| async {
                 match event {
                     FinalizerEvent::Apply(a) => provision(a, &ctx, &keycloak).await,
