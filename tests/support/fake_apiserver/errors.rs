@@ -180,6 +180,11 @@ impl ApiError {
         ApiError::new(403, "Forbidden", format!("{gr} {name:?} is forbidden: {detail}")).with_details(Self::resource_details(gr, name))
     }
 
+    /// A request with credentials the server does not know.
+    pub fn unauthorized() -> Self {
+        ApiError::new(401, "Unauthorized", "Unauthorized")
+    }
+
     pub fn method_not_allowed(message: impl Into<String>) -> Self {
         ApiError::new(405, "MethodNotAllowed", message).with_details(json!({}))
     }

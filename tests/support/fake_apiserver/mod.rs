@@ -42,6 +42,7 @@ mod watch;
 mod writes;
 
 use super::schema;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -68,18 +69,50 @@ pub struct RequestRecord {
     pub namespace: String,
     /// Object name from the path; empty for collections.
     pub name: String,
+    /// The user the request authenticated as: the name given to
+    /// [`FakeApiServer::kubeconfig_as`] for a request carrying that user's bearer token;
+    /// empty for a request without credentials (the default kubeconfig the tests use).
+    pub user: String,
     /// The `User-Agent` header; empty when absent.
     pub user_agent: String,
     /// HTTP status code of the answer.
     pub status: u16,
+    /// Whether the request created an object: a `create`, or a `patch` (server-side apply)
+    /// of an object that did not exist.
+    pub created: bool,
     /// The request path, without the query.
     pub path: String,
+}
+
+impl RequestRecord {
+    /// Whether the request addressed a resource (not discovery, `/version` or a health path).
+    pub fn is_resource_request(&self) -> bool {
+        !self.resource.is_empty()
+    }
+
+    /// The verbs a real API server authorizes for this request: its verb, plus `create`
+    /// for a `patch` or `update` that created the object (kube-apiserver checks `create`
+    /// on top, so server-side apply of a new object needs both).
+    pub fn authorized_verbs(&self) -> Vec<&str> {
+        let mut verbs = vec![self.verb.as_str()];
+        if self.created && matches!(self.verb.as_str(), "patch" | "update") {
+            verbs.push("create");
+        }
+        verbs
+    }
+
+    /// The resource as RBAC rules name it: `tenants`, or `tenants/status` for a subresource.
+    pub fn rbac_resource(&self) -> String {
+        if self.subresource.is_empty() { self.resource.clone() } else { format!("{}/{}", self.resource, self.subresource) }
+    }
 }
 
 /// State shared by the HTTP handlers, the watch streams and the controllers.
 pub(crate) struct Shared {
     state: Mutex<store::State>,
     records: Mutex<Vec<RequestRecord>>,
+    /// Bearer tokens handed out by [`FakeApiServer::kubeconfig_as`], to their user names.
+    tokens: Mutex<HashMap<String, String>>,
     mutations: AtomicU64,
     /// Wakes the controllers after a request.
     pub(crate) wake: Notify,
@@ -97,6 +130,11 @@ impl Shared {
 
     fn record(&self, record: RequestRecord) {
         self.records.lock().unwrap_or_else(|e| e.into_inner()).push(record);
+    }
+
+    /// The user a bearer token belongs to; `None` for a token this server never issued.
+    fn user_of_token(&self, token: &str) -> Option<String> {
+        self.tokens.lock().unwrap_or_else(|e| e.into_inner()).get(token).cloned()
     }
 
     fn count_mutation(&self) {
@@ -122,6 +160,7 @@ impl FakeApiServer {
         let shared = Arc::new(Shared {
             state: Mutex::new(store::State::new()),
             records: Mutex::new(Vec::new()),
+            tokens: Mutex::new(HashMap::new()),
             mutations: AtomicU64::new(0),
             wake: Notify::new(),
             shutdown: stopped.clone(),
@@ -160,6 +199,40 @@ impl FakeApiServer {
         serde_json::from_value(value).expect("a well-formed kubeconfig")
     }
 
+    /// A kubeconfig like [`FakeApiServer::kubeconfig`] whose user carries a bearer token
+    /// that this server maps to `user` (one token per user name, issued on first use).
+    /// Every request made with it is recorded with [`RequestRecord::user`] = `user`, which
+    /// tells a program's requests apart from the test's own. Nothing is authorized: the
+    /// name only labels the records.
+    pub fn kubeconfig_as(&self, user: &str) -> kube::config::Kubeconfig {
+        let token = {
+            let mut tokens = self.shared.tokens.lock().unwrap_or_else(|e| e.into_inner());
+            match tokens.iter().find(|(_, u)| u.as_str() == user) {
+                Some((token, _)) => token.clone(),
+                None => {
+                    let token = format!("fake-{}-{:016x}", tokens.len() + 1, rand::random::<u64>());
+                    tokens.insert(token.clone(), user.to_string());
+                    token
+                }
+            }
+        };
+        let mut config = self.kubeconfig();
+        for named in &mut config.auth_infos {
+            let auth = named.auth_info.get_or_insert_with(Default::default);
+            auth.token = Some(token.clone().into());
+        }
+        config
+    }
+
+    /// A client built from [`FakeApiServer::kubeconfig_as`]: its requests are recorded as
+    /// made by `user`.
+    pub async fn client_as(&self, user: &str) -> kube::Client {
+        let config = kube::Config::from_custom_kubeconfig(self.kubeconfig_as(user), &kube::config::KubeConfigOptions::default())
+            .await
+            .expect("a client configuration from the fake kubeconfig");
+        kube::Client::try_from(config).expect("a client for the fake API server")
+    }
+
     /// Writes [`FakeApiServer::kubeconfig`] as YAML to `path`.
     pub fn write_kubeconfig(&self, path: &std::path::Path) -> std::io::Result<()> {
         let text = serde_yaml_ng::to_string(&self.kubeconfig()).map_err(std::io::Error::other)?;
@@ -184,6 +257,14 @@ impl FakeApiServer {
     /// Every request so far, oldest first.
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.shared.records.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The audit log of one user: every request made with [`FakeApiServer::kubeconfig_as`]
+    /// `(user)`, oldest first, whatever its outcome. Each record names the request the way
+    /// Kubernetes authorization does (verb, API group, resource and subresource,
+    /// namespace, name), so it can be checked against RBAC rules.
+    pub fn audit(&self, user: &str) -> Vec<RequestRecord> {
+        self.requests().into_iter().filter(|r| r.user == user).collect()
     }
 
     /// Sets how many past events of each resource type a watch can resume from; a watch

@@ -44,6 +44,7 @@ fn header_text(headers: &HeaderMap, name: header::HeaderName) -> String {
 pub(crate) async fn handle(AxumState(shared): AxumState<Arc<Shared>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let user_agent = header_text(&parts.headers, header::USER_AGENT);
+    let user = authenticate(&shared, &parts.headers);
     let mut record = RequestRecord {
         verb: String::new(),
         group: String::new(),
@@ -52,16 +53,23 @@ pub(crate) async fn handle(AxumState(shared): AxumState<Arc<Shared>>, req: Reque
         subresource: String::new(),
         namespace: String::new(),
         name: String::new(),
+        user: user.as_ref().ok().cloned().flatten().unwrap_or_default(),
         user_agent: user_agent.clone(),
         status: 0,
+        created: false,
         path: parts.uri.path().to_string(),
     };
-    let result = route(&shared, &parts.method, &parts.uri, &parts.headers, body, &user_agent, &mut record).await;
+    let result = match user {
+        Ok(_) => route(&shared, &parts.method, &parts.uri, &parts.headers, body, &user_agent, &mut record).await,
+        Err(e) => Err(e),
+    };
     let response = match result {
         Ok(reply) => render(reply),
         Err(e) => json_response(e.code, &e.status(), Format::Json, &[]),
     };
     record.status = response.status().as_u16();
+    // Only a create and a server-side apply of a missing object answer 201.
+    record.created = record.status == 201 && !record.resource.is_empty();
     tracing::debug!(
         verb = %record.verb,
         path = %record.path,
@@ -71,6 +79,17 @@ pub(crate) async fn handle(AxumState(shared): AxumState<Arc<Shared>>, req: Reque
     shared.record(record);
     shared.wake.notify_one();
     response
+}
+
+/// The user named by the request's bearer token: `Ok(None)` without credentials, 401
+/// Unauthorized for a token this server did not issue (as a real server answers an
+/// unknown token).
+fn authenticate(shared: &Shared, headers: &HeaderMap) -> ApiResult<Option<String>> {
+    let authorization = header_text(headers, header::AUTHORIZATION);
+    if authorization.is_empty() {
+        return Ok(None);
+    }
+    authorization.strip_prefix("Bearer ").and_then(|token| shared.user_of_token(token.trim())).map(Some).ok_or_else(ApiError::unauthorized)
 }
 
 fn render(reply: Reply) -> Response {
