@@ -179,21 +179,17 @@ async fn fresh_status(tenant: &Tenant, ctx: &Context) -> Result<Option<TenantSta
 }
 
 /// Records the `deleted` event when notifications are configured; true when it did.
-/// The outbox is read fresh first, so that a deletion is announced once even when
-/// the Tenant read before the cleanup is already behind.
-pub async fn record_deletion(status: &mut TenantStatus, tenant: &Tenant, ctx: &Context, now: Timestamp) -> Result<bool, Error> {
+/// `status` is that of a fresh read (cleanup runs only on one, see
+/// `controller::current_if_deleting`), so a deletion is announced once.
+pub fn record_deletion(status: &mut TenantStatus, tenant: &Tenant, ctx: &Context, now: Timestamp) -> bool {
     let Some(notifier) = ctx.providers.notifier() else {
-        return Ok(false);
+        return false;
     };
-    if let Some(fresh) = fresh_status(tenant, ctx).await? {
-        status.notifications = fresh.notifications;
-        status.first_ready_time = fresh.first_ready_time.or(status.first_ready_time.take());
-    }
     let Some(type_) = deletion_event(status) else {
-        return Ok(false);
+        return false;
     };
     record(status, type_, &tenant.metadata.uid.clone().unwrap_or_default(), &notifier.webhook_names(), now);
-    Ok(true)
+    true
 }
 
 /// When the outbox has something to send: for each webhook, its oldest waiting

@@ -467,7 +467,7 @@ async fn cleanup(tenant: Arc<Tenant>, ctx: &Context) -> Result<Action, Error> {
         conditions::set(&mut status.conditions, &deleting, tenant.metadata.generation, Time(now));
     }
     // The `deleted` event goes into the outbox in the same write as the phase.
-    let recorded = notifications::record_deletion(&mut status, &tenant, ctx, now).await?;
+    let recorded = notifications::record_deletion(&mut status, &tenant, ctx, now);
     if starting || recorded {
         write_status(&tenant, status.clone(), ctx).await?;
     }
