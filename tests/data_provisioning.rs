@@ -15,7 +15,7 @@ use std::{
 use cx_operator::{
     api::{
         Tenant,
-        conditions::{self, reasons, types},
+        conditions::{reasons, types},
         tenant::ROTATE_CREDENTIALS_ANNOTATION,
     },
     provider::{
@@ -35,6 +35,7 @@ use serde_json::json;
 use support::{
     cluster::{TestCluster, wait_for, wait_gone, wait_until},
     redis_server::RedisServer,
+    tenant_status::{condition, is_ready},
 };
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -61,15 +62,6 @@ impl Write for LogWriter {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
-}
-
-fn condition(t: &Tenant, type_: &str) -> Option<(String, String)> {
-    let c = conditions::find(&t.status.as_ref()?.conditions, type_)?;
-    Some((c.status.clone(), c.reason.clone()))
-}
-
-fn is_ready(t: &Tenant) -> bool {
-    t.status.as_ref().is_some_and(|s| conditions::is_true(&s.conditions, types::READY))
 }
 
 /// The operator configuration with the cache on `redis` (admin password in a Secret)

@@ -21,6 +21,7 @@ use serde_json::json;
 use support::{
     cluster::{TestCluster, wait_for, wait_gone, wait_until},
     fake_grafana::FakeGrafana,
+    tenant_status::{condition, is_ready},
 };
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -30,15 +31,6 @@ const UID: &str = "cx-tenants";
 
 /// A host someone else put into the data source.
 const FOREIGN: &str = "https://status.example.com";
-
-fn condition(t: &Tenant, type_: &str) -> Option<(String, String)> {
-    let c = conditions::find(&t.status.as_ref()?.conditions, type_)?;
-    Some((c.status.clone(), c.reason.clone()))
-}
-
-fn is_ready(t: &Tenant) -> bool {
-    t.status.as_ref().is_some_and(|s| conditions::is_true(&s.conditions, types::READY))
-}
 
 fn recorded_host(t: &Tenant) -> Option<String> {
     t.status.as_ref()?.grafana.as_ref()?.allowed_host.clone()

@@ -8,7 +8,7 @@ use std::time::Duration;
 use cx_operator::{
     api::{
         Tenant, TenantPhase,
-        conditions::{self, reasons, types},
+        conditions::{reasons, types},
     },
     provider::setup,
 };
@@ -20,18 +20,10 @@ use serde_json::{Value, json};
 use support::{
     cluster::{TestCluster, wait_for, wait_gone, wait_until},
     fake_keycloak::FakeKeycloak,
+    tenant_status::{condition, is_ready},
 };
 
 const LIMIT: Duration = Duration::from_secs(30);
-
-fn condition(t: &Tenant, type_: &str) -> Option<(String, String)> {
-    let c = conditions::find(&t.status.as_ref()?.conditions, type_)?;
-    Some((c.status.clone(), c.reason.clone()))
-}
-
-fn is_ready(t: &Tenant) -> bool {
-    t.status.as_ref().is_some_and(|s| conditions::is_true(&s.conditions, types::READY))
-}
 
 /// Reads Keycloak's Admin REST API with the admin client's token.
 struct Admin {

@@ -9,7 +9,6 @@ use std::time::Duration;
 use cx_operator::{
     api::{
         Tenant, TenantPhase,
-        conditions::{self, types},
         notifications::{NotificationStatus, NotificationType},
     },
     config::{Config, NotificationsConfig},
@@ -23,6 +22,7 @@ use kube::{
 use serde_json::json;
 use support::{
     cluster::{TestCluster, wait_for, wait_gone, wait_until},
+    tenant_status::{is_ready, phase},
     webhook_receiver::WebhookReceiver,
 };
 
@@ -30,14 +30,6 @@ const LIMIT: Duration = Duration::from_secs(30);
 
 /// The receiver's signing key (and the operator's, unless a test says otherwise).
 const KEY: &str = "test-signing-key-0123456789abcdef-0123456789";
-
-fn is_ready(t: &Tenant) -> bool {
-    t.status.as_ref().is_some_and(|s| conditions::is_true(&s.conditions, types::READY) && s.phase == Some(TenantPhase::Ready))
-}
-
-fn phase(t: &Tenant) -> Option<TenantPhase> {
-    t.status.as_ref().and_then(|s| s.phase)
-}
 
 fn outbox(t: &Tenant) -> NotificationStatus {
     t.status.as_ref().and_then(|s| s.notifications.clone()).unwrap_or_default()

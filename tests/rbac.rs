@@ -66,6 +66,7 @@ use support::{
     fake_grafana::FakeGrafana,
     fake_keycloak::FakeKeycloak,
     redis_server::RedisServer,
+    tenant_status::{condition, phase},
     webhook_receiver::WebhookReceiver,
 };
 
@@ -482,18 +483,9 @@ impl WebhookClient {
     }
 }
 
-fn condition(t: &Tenant, type_: &str) -> Option<(String, String)> {
-    let c = conditions::find(&t.status.as_ref()?.conditions, type_)?;
-    Some((c.status.clone(), c.reason.clone()))
-}
-
 /// Ready, for the current generation.
 fn ready(t: &Tenant) -> bool {
     t.status.as_ref().is_some_and(|s| conditions::is_true(&s.conditions, types::READY) && s.observed_generation == t.metadata.generation)
-}
-
-fn phase(t: &Tenant) -> Option<TenantPhase> {
-    t.status.as_ref().and_then(|s| s.phase)
 }
 
 fn agent_ready(a: &Agent) -> bool {

@@ -29,22 +29,10 @@ use serde_json::json;
 use support::{
     cluster::{TestCluster, wait_for, wait_gone, wait_until},
     recording_provider::RecordingProvider,
+    tenant_status::{condition, is_ready, phase},
 };
 
 const LIMIT: Duration = Duration::from_secs(30);
-
-fn condition(t: &Tenant, type_: &str) -> Option<(String, String)> {
-    let c = conditions::find(&t.status.as_ref()?.conditions, type_)?;
-    Some((c.status.clone(), c.reason.clone()))
-}
-
-fn is_ready(t: &Tenant) -> bool {
-    t.status.as_ref().is_some_and(|s| conditions::is_true(&s.conditions, types::READY) && s.phase == Some(TenantPhase::Ready))
-}
-
-fn phase(t: &Tenant) -> Option<TenantPhase> {
-    t.status.as_ref().and_then(|s| s.phase)
-}
 
 /// A TLS Secret in the platform namespace holding a self-signed certificate for `hosts`.
 async fn tls_secret(cluster: &TestCluster, name: &str, hosts: &[&str], expired: bool) {

@@ -10,4 +10,5 @@ pub mod fake_keycloak;
 pub mod recording_provider;
 pub mod redis_server;
 pub mod schema;
+pub mod tenant_status;
 pub mod webhook_receiver;
