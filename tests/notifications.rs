@@ -26,6 +26,8 @@ use support::{
     webhook_receiver::WebhookReceiver,
 };
 
+/// How long an operator instance must write nothing to count as settled.
+const QUIET: Duration = Duration::from_millis(1500);
 const LIMIT: Duration = Duration::from_secs(30);
 
 /// The receiver's signing key (and the operator's, unless a test says otherwise).
@@ -238,10 +240,11 @@ async fn a_restarted_operator_delivers_the_outbox_once_and_resends_nothing() {
 
     receiver.set_down(false);
     let providers = setup::from_config(&cluster.client, &config).await.unwrap();
-    let (second, _) = cluster.operator(config.clone(), providers, "b").await;
+    let (second, second_writes) = cluster.operator(config.clone(), providers, "b").await;
     wait_for(&api, &id, LIMIT, "the outbox delivered by the new instance", settled).await;
     assert_eq!(receiver.accepted_types(), ["ready"]);
     assert_eq!(receiver.accepted()[0]["id"], pending_id.as_str(), "the recorded event, with its id");
+    second_writes.wait_idle(QUIET, LIMIT).await;
     second.stop().await.unwrap();
 
     let seen = receiver.requests().len();

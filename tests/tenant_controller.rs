@@ -267,7 +267,7 @@ async fn an_unchanged_ready_tenant_costs_no_writes() {
     let t = ready_tenant(&cluster, "steady", TestCluster::minimal_spec()).await;
     let id = t.name_any();
     // Let the first instance settle, then hand over to a fresh instance.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    first_writes.wait_idle(Duration::from_millis(1500), LIMIT).await;
     first.stop().await.unwrap();
     assert!(first_writes.writes() >= 5, "provisioning writes are counted (namespace, ConfigMap, quota, Ingress, status)");
     let (second, writes) = cluster.operator(config, Providers::default(), "b").await;

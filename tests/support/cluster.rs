@@ -61,6 +61,26 @@ impl CountingClient {
     pub fn writes(&self) -> u64 {
         self.writes.load(Ordering::SeqCst)
     }
+
+    /// Waits until this client has written nothing for `quiet`; panics after `limit`.
+    ///
+    /// An operator stopped while it still converges leaves the rest (a status that
+    /// follows a quota measurement, an Agent that follows its Tenant) to the next
+    /// instance: a test that hands over to count the next instance's writes first waits
+    /// until this one is idle.
+    pub async fn wait_idle(&self, quiet: Duration, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut seen = self.writes();
+        loop {
+            tokio::time::sleep(quiet).await;
+            let now = self.writes();
+            if now == seen {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the operator kept writing for {limit:?}");
+            seen = now;
+        }
+    }
 }
 
 impl TestCluster {
