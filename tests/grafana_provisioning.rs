@@ -11,6 +11,7 @@ use cx_operator::{
         Tenant,
         conditions::{self, reasons, types},
     },
+    operator::Operator,
     provider::setup,
 };
 use kube::{
@@ -36,26 +37,28 @@ fn recorded_host(t: &Tenant) -> Option<String> {
     t.status.as_ref()?.grafana.as_ref()?.allowed_host.clone()
 }
 
-/// The test configuration with the fake Grafana, its token in a Secret of the operator
-/// namespace, as an admin would set it up.
-async fn grafana_config(cluster: &TestCluster, grafana: &FakeGrafana) -> cx_operator::config::Config {
+/// A test cluster, a fake Grafana with the shared data source (holding a host someone
+/// else added), and an operator configured for it with the token in a Secret of the
+/// operator namespace, as an admin would set it up.
+async fn start() -> (TestCluster, FakeGrafana, Operator, Api<Tenant>) {
+    let cluster = TestCluster::start().await;
+    let grafana = FakeGrafana::start().await;
+    grafana.add_data_source(UID, &[FOREIGN], false);
     cluster.put_platform_secret("grafana-token", &[("token", grafana.token())]).await;
-    cluster.config_with(&format!(
+    let config = cluster.config_with(&format!(
         "grafana: {{url: '{}', credentialsSecret: grafana-token, dataSourceUid: {UID}}}\noperatorNamespace: {}\ningress: {{tls: {{enabled: false}}}}\n",
         grafana.url(),
         cluster.platform_namespace()
-    ))
+    ));
+    let providers = setup::from_config(&cluster.client, &config).await.expect("providers set up");
+    let (op, _) = cluster.operator(config, providers, "a").await;
+    let api: Api<Tenant> = Api::all(cluster.client.clone());
+    (cluster, grafana, op, api)
 }
 
 #[tokio::test]
 async fn the_tenant_url_follows_its_tenant_in_grafana() {
-    let cluster = TestCluster::start().await;
-    let grafana = FakeGrafana::start().await;
-    grafana.add_data_source(UID, &[FOREIGN], false);
-    let config = grafana_config(&cluster, &grafana).await;
-    let providers = setup::from_config(&cluster.client, &config).await.expect("providers set up");
-    let (op, _) = cluster.operator(config, providers, "a").await;
-    let api: Api<Tenant> = Api::all(cluster.client.clone());
+    let (cluster, grafana, op, api) = start().await;
 
     let tenant = cluster.tenant("dash", TestCluster::minimal_spec());
     let id = tenant.name_any();
@@ -103,13 +106,7 @@ async fn the_tenant_url_follows_its_tenant_in_grafana() {
 
 #[tokio::test]
 async fn a_grafana_outage_is_reported_and_survived() {
-    let cluster = TestCluster::start().await;
-    let grafana = FakeGrafana::start().await;
-    grafana.add_data_source(UID, &[FOREIGN], false);
-    let config = grafana_config(&cluster, &grafana).await;
-    let providers = setup::from_config(&cluster.client, &config).await.expect("providers set up");
-    let (op, _) = cluster.operator(config, providers, "a").await;
-    let api: Api<Tenant> = Api::all(cluster.client.clone());
+    let (cluster, grafana, op, api) = start().await;
 
     grafana.set_down(true);
     let tenant = cluster.tenant("outage", TestCluster::minimal_spec());
