@@ -469,6 +469,15 @@ pub struct ReconcileConfig {
     /// Longest retry delay.
     #[serde(default = "default_max_backoff", deserialize_with = "duration")]
     pub max_backoff: Duration,
+    /// On shutdown (SIGTERM, a lost lease), how long reconciles already running may
+    /// take to finish before they are cancelled; the Lease is released after. Keep it
+    /// below the pod's `terminationGracePeriodSeconds`.
+    #[serde(default = "default_shutdown_timeout", deserialize_with = "duration")]
+    pub shutdown_timeout: Duration,
+    /// A controller whose queued objects have waited this long without it taking any
+    /// is reported as stalled: `/healthz` answers 503 and names it.
+    #[serde(default = "default_stall_timeout", deserialize_with = "duration")]
+    pub stall_timeout: Duration,
 }
 
 impl Default for ReconcileConfig {
@@ -479,6 +488,8 @@ impl Default for ReconcileConfig {
             concurrency: default_concurrency(),
             min_backoff: default_min_backoff(),
             max_backoff: default_max_backoff(),
+            shutdown_timeout: default_shutdown_timeout(),
+            stall_timeout: default_stall_timeout(),
         }
     }
 }
@@ -496,6 +507,12 @@ fn default_min_backoff() -> Duration {
     Duration::from_secs(2)
 }
 fn default_max_backoff() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_shutdown_timeout() -> Duration {
+    Duration::from_secs(20)
+}
+fn default_stall_timeout() -> Duration {
     Duration::from_secs(300)
 }
 
@@ -892,6 +909,8 @@ impl Config {
         check(r.concurrency > 0, "reconcile.concurrency", "must be at least 1");
         check(r.resync_interval >= Duration::from_secs(10), "reconcile.resyncInterval", "must be at least 10s");
         check(r.min_backoff <= r.max_backoff, "reconcile.minBackoff", "must not exceed reconcile.maxBackoff");
+        check(!r.shutdown_timeout.is_zero(), "reconcile.shutdownTimeout", "must be longer than 0s");
+        check(r.stall_timeout >= Duration::from_secs(10), "reconcile.stallTimeout", "must be at least 10s");
         let le = &self.leader_election;
         check(le.renew_grace < le.lease_duration, "leaderElection.renewGrace", "must be shorter than leaderElection.leaseDuration");
         check(is_dns_label(&le.lease_name), "leaderElection.leaseName", "must be a DNS label");

@@ -152,10 +152,11 @@ fn run(config_path: &std::path::Path, metrics_addr: SocketAddr, log_format: LogF
             true => Some(webhook::Webhook::start(client.clone(), config.clone()).await.context("starting the admission webhook")?),
             false => None,
         };
+        let shutdown_timeout = config.reconcile.shutdown_timeout;
         let operator = Operator::start(client, config, providers, identity.clone());
         tracing::info!(identity, "cx-operator started");
         let (ready_tx, ready_rx) = tokio::sync::watch::channel(true);
-        let router = server::router(operator.metrics.clone(), ready_rx);
+        let router = server::router(operator.metrics.clone(), ready_rx, operator.health.clone());
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let server = tokio::spawn(server::serve(metrics_addr, router, async move {
             let mut rx = stop_rx;
@@ -163,9 +164,9 @@ fn run(config_path: &std::path::Path, metrics_addr: SocketAddr, log_format: LogF
         }));
         tokio::select! {
             _ = operator::shutdown_signal() => {
-                tracing::info!("shutdown requested; finishing in-flight reconciles");
+                tracing::info!(?shutdown_timeout, "shutdown requested; finishing in-flight reconciles, then releasing the lease");
                 let _ = ready_tx.send(false);
-                operator.stop().await?;
+                stop_operator(operator, shutdown_timeout).await?;
             }
             result = operator_finished(&operator) => result?,
         }
@@ -176,6 +177,21 @@ fn run(config_path: &std::path::Path, metrics_addr: SocketAddr, log_format: LogF
         server.await??;
         anyhow::Ok(())
     })
+}
+
+/// Stops the operator: reconciles get `shutdown_timeout` to finish, then the Lease is
+/// released. A second signal, or the release hanging (an unreachable API server) for
+/// 5 s more, ends the wait: the process must exit inside the pod's grace period.
+async fn stop_operator(operator: Operator, shutdown_timeout: std::time::Duration) -> anyhow::Result<()> {
+    let limit = shutdown_timeout + std::time::Duration::from_secs(5);
+    tokio::select! {
+        result = tokio::time::timeout(limit, operator.stop()) => match result {
+            Ok(stopped) => stopped?,
+            Err(_) => tracing::warn!(?limit, "the operator did not stop in time; exiting without releasing the lease"),
+        },
+        _ = operator::shutdown_signal() => tracing::warn!("second shutdown signal; exiting now"),
+    }
+    Ok(())
 }
 
 async fn operator_finished(operator: &Operator) -> anyhow::Result<()> {

@@ -23,7 +23,9 @@ use tokio::sync::watch;
 use crate::{
     api::{Agent, CapabilityQuota, Tenant},
     config::Config,
-    controller::{self, Context, Stores, agent, events::EventPublisher, quota, tenant, tenant_desired},
+    controller::{
+        self, Context, Stores, agent, events::EventPublisher, index::NamespaceIndex, quota, tenant, tenant_desired, trigger::TriggerQueue,
+    },
     labels::{FIELD_MANAGER, managed_selector},
     provider::Providers,
     telemetry::Metrics,
@@ -47,6 +49,8 @@ pub struct Operator {
     task: tokio::task::JoinHandle<Result<(), OperatorError>>,
     /// This instance's metrics.
     pub metrics: Metrics,
+    /// Whether this instance's controllers take their work (for `/healthz`).
+    pub health: Health,
     /// This instance's identity in leader election.
     pub identity: String,
 }
@@ -56,10 +60,12 @@ impl Operator {
     /// always, when leader election is off).
     pub fn start(client: Client, config: Arc<Config>, providers: Providers, identity: String) -> Operator {
         let metrics = Metrics::default();
+        let health = Health::default();
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (leader_tx, leader) = watch::channel(false);
-        let task = tokio::spawn(run(client, config, providers, identity.clone(), metrics.clone(), shutdown_rx, leader_tx));
-        Operator { shutdown, leader, task, metrics, identity }
+        let instance = Instance { client, config, providers, identity: identity.clone(), metrics: metrics.clone(), health: health.clone() };
+        let task = tokio::spawn(run(instance, shutdown_rx, leader_tx));
+        Operator { shutdown, leader, task, metrics, health, identity }
     }
 
     /// Whether this instance holds the leader lease now.
@@ -94,20 +100,24 @@ impl Operator {
     }
 }
 
-async fn run(
+/// What one operator instance runs with.
+#[derive(Clone)]
+struct Instance {
     client: Client,
     config: Arc<Config>,
     providers: Providers,
     identity: String,
     metrics: Metrics,
-    mut shutdown: watch::Receiver<bool>,
-    leader: watch::Sender<bool>,
-) -> Result<(), OperatorError> {
+    health: Health,
+}
+
+async fn run(instance: Instance, mut shutdown: watch::Receiver<bool>, leader: watch::Sender<bool>) -> Result<(), OperatorError> {
+    let Instance { client, config, identity, metrics, .. } = instance.clone();
     let le = config.leader_election.clone();
     if !le.enabled {
         let _ = leader.send(true);
         let stop = wait_for(shutdown.clone(), true).boxed();
-        run_controllers(client, config, providers, identity, metrics, stop).await;
+        run_controllers(instance, stop).await;
         return Ok(());
     }
     let namespace = le.lease_namespace.clone().or_else(|| std::env::var("POD_NAMESPACE").ok()).unwrap_or_else(|| "default".into());
@@ -134,7 +144,7 @@ async fn run(
             tokio::select! { _ = lost => {}, _ = stop => {} }
         }
         .boxed();
-        run_controllers(client.clone(), config.clone(), providers.clone(), identity.clone(), metrics.clone(), stop).await;
+        run_controllers(instance.clone(), stop).await;
         metrics.leader.set(0);
         let _ = leader.send(false);
         if *shutdown.borrow() {
@@ -160,110 +170,318 @@ fn slim<K: Resource>(obj: &mut K) {
     obj.annotations_mut().remove("kubectl.kubernetes.io/last-applied-configuration");
 }
 
-/// Runs the three controllers until `stop` resolves, then lets in-flight reconciles finish.
-async fn run_controllers(
-    client: Client,
-    config: Arc<Config>,
-    providers: Providers,
-    identity: String,
-    metrics: Metrics,
-    stop: BoxFuture<'static, ()>,
-) {
+/// Runs the three controllers until `stop` resolves, then lets in-flight reconciles
+/// finish for at most `reconcile.shutdownTimeout` and cancels what is left.
+///
+/// Every watch runs in a task of its own: it updates its cache and pushes the keys its
+/// events concern into the controllers' [`TriggerQueue`]s, which never make it wait.
+/// Every controller runs in a task of its own and only drains its queue. No consumer
+/// can hold up a watch, a cache or another controller (docs/design.md, "Watches,
+/// caches and queues").
+async fn run_controllers(instance: Instance, stop: BoxFuture<'static, ()>) {
+    let Instance { client, config, providers, identity, metrics, health } = instance;
     let stop = stop.shared();
     let managed = watcher::Config::default().labels(&managed_selector());
     let mut tenant_wc = watcher::Config::default();
     if let Some(selector) = &config.sharding.tenant_selector {
         tenant_wc = tenant_wc.labels(selector);
     }
+    let queues = Queues::default();
+    let (agent_index, quota_index) = (NamespaceIndex::<Agent>::default(), NamespaceIndex::<CapabilityQuota>::default());
 
-    let (tenants, tenant_writer) = reflector::store_shared::<Tenant>(1024);
-    let tenant_subs = [tenant_writer.subscribe(), tenant_writer.subscribe(), tenant_writer.subscribe()];
-    let tenant_feed = watcher(Api::<Tenant>::all(client.clone()), tenant_wc).default_backoff().modify(slim).reflect_shared(tenant_writer);
-    let (agents, agent_writer) = reflector::store_shared::<Agent>(1024);
-    let agent_subs = [agent_writer.subscribe(), agent_writer.subscribe(), agent_writer.subscribe()];
-    let agent_feed =
-        watcher(Api::<Agent>::all(client.clone()), watcher::Config::default()).default_backoff().modify(slim).reflect_shared(agent_writer);
-    let (quotas, quota_writer) = reflector::store_shared::<CapabilityQuota>(1024);
-    let quota_subs = [quota_writer.subscribe(), quota_writer.subscribe(), quota_writer.subscribe()];
-    let quota_feed = watcher(Api::<CapabilityQuota>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .modify(slim)
-        .reflect_shared(quota_writer);
-
+    let (tenants, tenant_writer) = reflector::store::<Tenant>();
+    let (agents, agent_writer) = reflector::store::<Agent>();
+    let (quotas, quota_writer) = reflector::store::<CapabilityQuota>();
     let (namespaces, ns_writer) = reflector::store::<Namespace>();
-    let ns_stream =
-        watcher(Api::<Namespace>::all(client.clone()), managed.clone()).default_backoff().modify(slim).reflect(ns_writer).touched_objects();
     let (config_maps, cm_writer) = reflector::store::<ConfigMap>();
-    let cm_stream =
-        watcher(Api::<ConfigMap>::all(client.clone()), managed.clone()).default_backoff().modify(slim).reflect(cm_writer).touched_objects();
     let (ingresses, ing_writer) = reflector::store::<Ingress>();
-    let ing_stream = watcher(Api::<Ingress>::namespaced(client.clone(), &config.platform_namespace), managed)
-        .default_backoff()
-        .modify(slim)
-        .reflect(ing_writer)
-        .touched_objects();
-    let secret_stream =
-        watcher(Api::<PartialObjectMeta<Secret>>::namespaced(client.clone(), &config.platform_namespace), watcher::Config::default())
-            .default_backoff()
-            .touched_objects();
+    let (secrets, secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
+
+    let feeds = Feeds(vec![
+        spawn_feed(
+            "tenants",
+            watcher(Api::<Tenant>::all(client.clone()), tenant_wc).default_backoff().modify(slim).reflect(tenant_writer),
+            tenants.clone(),
+            None,
+            {
+                let (q, agents_by_ns, quotas_by_ns, prefix) =
+                    (queues.clone(), agent_index.clone(), quota_index.clone(), config.namespace_prefix.clone());
+                move |t: &Tenant| {
+                    let namespace = format!("{prefix}{}", t.name_any());
+                    q.tenants.push(ObjectRef::from_obj(t));
+                    q.agents.extend(agents_by_ns.keys_in(&namespace));
+                    q.quotas.extend(quotas_by_ns.keys_in(&namespace));
+                }
+            },
+        ),
+        spawn_feed(
+            "agents",
+            watcher(Api::<Agent>::all(client.clone()), watcher::Config::default()).default_backoff().modify(slim).reflect(agent_writer),
+            agents.clone(),
+            Some(agent_index.clone()),
+            {
+                let (q, agents_by_ns, quotas_by_ns) = (queues.clone(), agent_index.clone(), quota_index.clone());
+                // Agents of one namespace share its agent quota: one that comes or goes
+                // can move another across the limit.
+                move |a: &Agent| {
+                    let namespace = a.namespace().unwrap_or_default();
+                    q.agents.push(ObjectRef::from_obj(a));
+                    q.agents.extend(agents_by_ns.keys_in(&namespace));
+                    q.quotas.extend(quotas_by_ns.keys_in(&namespace));
+                }
+            },
+        ),
+        spawn_feed(
+            "capabilityquotas",
+            watcher(Api::<CapabilityQuota>::all(client.clone()), watcher::Config::default())
+                .default_backoff()
+                .modify(slim)
+                .reflect(quota_writer),
+            quotas.clone(),
+            Some(quota_index.clone()),
+            {
+                let (q, agents_by_ns, prefix) = (queues.clone(), agent_index.clone(), config.namespace_prefix.clone());
+                move |quota: &CapabilityQuota| {
+                    let namespace = quota.namespace().unwrap_or_default();
+                    q.quotas.push(ObjectRef::from_obj(quota));
+                    q.agents.extend(agents_by_ns.keys_in(&namespace));
+                    if let Some(tenant) = namespace.strip_prefix(&prefix) {
+                        q.tenants.push(ObjectRef::new(tenant));
+                    }
+                }
+            },
+        ),
+        spawn_feed(
+            "namespaces",
+            watcher(Api::<Namespace>::all(client.clone()), managed.clone()).default_backoff().modify(slim).reflect(ns_writer),
+            namespaces.clone(),
+            None,
+            route_to_owner(&queues),
+        ),
+        spawn_feed(
+            "configmaps",
+            watcher(Api::<ConfigMap>::all(client.clone()), managed.clone()).default_backoff().modify(slim).reflect(cm_writer),
+            config_maps.clone(),
+            None,
+            route_to_owner(&queues),
+        ),
+        spawn_feed(
+            "ingresses",
+            watcher(Api::<Ingress>::namespaced(client.clone(), &config.platform_namespace), managed)
+                .default_backoff()
+                .modify(slim)
+                .reflect(ing_writer),
+            ingresses.clone(),
+            None,
+            route_to_owner(&queues),
+        ),
+        spawn_feed(
+            "secrets",
+            watcher(Api::<PartialObjectMeta<Secret>>::namespaced(client.clone(), &config.platform_namespace), watcher::Config::default())
+                .default_backoff()
+                .reflect(secret_writer),
+            secrets,
+            None,
+            {
+                let (q, tenants, config) = (queues.clone(), tenants.clone(), config.clone());
+                move |secret: &PartialObjectMeta<Secret>| q.tenants.extend(tenants_using_secret(&secret.name_any(), &tenants, &config))
+            },
+        ),
+    ]);
 
     let stores = Stores { tenants: tenants.clone(), namespaces, config_maps, ingresses, agents: agents.clone(), quotas: quotas.clone() };
     let recorder = EventPublisher::new(client.clone(), "cx-operator", &identity);
-    let ctx = Arc::new(Context::new(client, config.clone(), providers, recorder, metrics, stores));
+    let ctx = Arc::new(Context::new(client, config.clone(), providers, recorder, metrics.clone(), stores));
     let controller_config = ControllerConfig::default().concurrency(config.reconcile.concurrency).debounce(Duration::from_millis(100));
 
-    let [t1, t2, t3] = tenant_subs.map(|s| s.expect("shared store has subscribers"));
-    let [a1, a2, a3] = agent_subs.map(|s| s.expect("shared store has subscribers"));
-    let [q1, q2, q3] = quota_subs.map(|s| s.expect("shared store has subscribers"));
-
-    let tenant_controller = {
-        let (secret_cfg, secret_tenants) = (config.clone(), tenants.clone());
-        Controller::for_shared_stream(t1, tenants.clone())
-            .with_config(controller_config.clone())
-            .watches_stream(ns_stream, owning_tenant)
-            .watches_stream(cm_stream, owning_tenant)
-            .watches_stream(ing_stream, owning_tenant)
-            .watches_stream(secret_stream, move |secret| tenants_using_secret(&secret.name_any(), &secret_tenants, &secret_cfg))
-            .watches_shared_stream(q1, namespace_tenant(config.clone()))
-            .graceful_shutdown_on(stop.clone())
-            .run(tenant::reconcile, controller::error_policy::<Tenant>(tenant::CONTROLLER), ctx.clone())
-            .for_each(|_| futures::future::ready(()))
-    };
-    let agent_controller = {
-        let (by_agent, by_quota, by_tenant) = (agents.clone(), agents.clone(), agents.clone());
-        let prefix = config.namespace_prefix.clone();
-        Controller::for_shared_stream(a1, agents.clone())
-            .with_config(controller_config.clone())
-            .watches_shared_stream(a2, move |a: Arc<Agent>| agents_in(&by_agent, a.namespace().as_deref()))
-            .watches_shared_stream(q2, move |q: Arc<CapabilityQuota>| agents_in(&by_quota, q.namespace().as_deref()))
-            .watches_shared_stream(t2, move |t: Arc<Tenant>| agents_in(&by_tenant, Some(&format!("{prefix}{}", t.name_any()))))
-            .graceful_shutdown_on(stop.clone())
-            .run(agent::reconcile, controller::error_policy::<Agent>(agent::CONTROLLER), ctx.clone())
-            .for_each(|_| futures::future::ready(()))
-    };
-    let quota_controller = {
-        let (by_agent, by_tenant) = (quotas.clone(), quotas.clone());
-        let prefix = config.namespace_prefix.clone();
-        Controller::for_shared_stream(q3, quotas.clone())
-            .with_config(controller_config)
-            .watches_shared_stream(a3, move |a: Arc<Agent>| quotas_in(&by_agent, a.namespace().as_deref()))
-            .watches_shared_stream(t3, move |t: Arc<Tenant>| quotas_in(&by_tenant, Some(&format!("{prefix}{}", t.name_any()))))
-            .graceful_shutdown_on(stop.clone())
-            .run(quota::reconcile, controller::error_policy::<CapabilityQuota>(quota::CONTROLLER), ctx.clone())
-            .for_each(|_| futures::future::ready(()))
-    };
-    let feeds = async {
-        let drain = |s: futures::stream::BoxStream<'static, ()>| s.for_each(|_| futures::future::ready(()));
-        futures::join!(
-            drain(tenant_feed.map(|_| ()).boxed()),
-            drain(agent_feed.map(|_| ()).boxed()),
-            drain(quota_feed.map(|_| ()).boxed())
-        );
-    };
-    // The feeds never end on their own; the controllers end on `stop`.
+    // Controllers start once every cache is complete: a reconcile never mistakes a cache
+    // still filling for missing objects (and writes for it).
     tokio::select! {
-        _ = async { futures::join!(tenant_controller, agent_controller, quota_controller) } => {}
-        _ = feeds => {}
+        _ = feeds.ready() => {}
+        _ = stop.clone() => return,
+    }
+    let controllers = [
+        spawn_controller(tenants, &queues.tenants, &controller_config, stop.clone(), tenant::reconcile, tenant::CONTROLLER, ctx.clone()),
+        spawn_controller(agents, &queues.agents, &controller_config, stop.clone(), agent::reconcile, agent::CONTROLLER, ctx.clone()),
+        spawn_controller(quotas, &queues.quotas, &controller_config, stop.clone(), quota::reconcile, quota::CONTROLLER, ctx),
+    ];
+    health.watch(&queues, config.reconcile.stall_timeout);
+    let gauges = tokio::spawn(publish_queue_gauges(queues.clone(), metrics));
+    stop.await;
+    let aborts: Vec<_> = controllers.iter().map(|c| c.abort_handle()).collect();
+    let limit = config.reconcile.shutdown_timeout;
+    if tokio::time::timeout(limit, futures::future::join_all(controllers)).await.is_err() {
+        tracing::warn!(?limit, "reconciles still running at the end of reconcile.shutdownTimeout; cancelling them");
+        aborts.iter().for_each(|a| a.abort());
+    }
+    gauges.abort();
+    health.clear();
+    drop(feeds);
+}
+
+/// The queue of each controller.
+#[derive(Clone, Default)]
+struct Queues {
+    tenants: TriggerQueue<Tenant>,
+    agents: TriggerQueue<Agent>,
+    quotas: TriggerQueue<CapabilityQuota>,
+}
+
+impl Queues {
+    fn each(&self) -> [(&'static str, usize, Duration); 3] {
+        [
+            (tenant::CONTROLLER, self.tenants.len(), self.tenants.stalled_for()),
+            (agent::CONTROLLER, self.agents.len(), self.agents.stalled_for()),
+            (quota::CONTROLLER, self.quotas.len(), self.quotas.stalled_for()),
+        ]
+    }
+}
+
+/// A watch task and whether its cache holds a complete list yet.
+struct Feed {
+    task: tokio::task::JoinHandle<()>,
+    ready: watch::Receiver<bool>,
+}
+
+/// The watch tasks; dropping them stops the watches.
+struct Feeds(Vec<Feed>);
+
+impl Feeds {
+    /// Waits until every cache holds its complete initial list.
+    ///
+    /// Not `Store::wait_until_ready`: its readiness is a single oneshot receiver that
+    /// keeps the waker of the last task that polled it, so when several tasks wait on
+    /// one store, all but one may never be woken. That lost wake-up is what stalled
+    /// whole controllers after a restart over a large fleet (docs/design.md).
+    async fn ready(&self) {
+        for feed in &self.0 {
+            let mut ready = feed.ready.clone();
+            // A watch task that ended has nothing more to say: go on.
+            let _ = ready.wait_for(|r| *r).await;
+        }
+    }
+}
+
+impl Drop for Feeds {
+    fn drop(&mut self) {
+        self.0.iter().for_each(|f| f.task.abort());
+    }
+}
+
+/// Runs a watch in its own task: its cache (and index) follow every event, then
+/// `route` queues the keys each changed object concerns. After a complete (re)list,
+/// every listed object is routed once, as the cache now holds it.
+fn spawn_feed<K, S>(
+    name: &'static str,
+    events: S,
+    cache: Store<K>,
+    index: Option<NamespaceIndex<K>>,
+    route: impl Fn(&K) + Send + 'static,
+) -> Feed
+where
+    K: Resource + Clone + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + std::fmt::Debug + Send + Sync,
+    S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+{
+    let (ready_tx, ready) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        let mut events = std::pin::pin!(events);
+        while let Some(event) = events.next().await {
+            let event = match event {
+                Ok(event) => event,
+                Err(error) => {
+                    tracing::warn!(watch = name, %error, "watch failed; retrying with backoff");
+                    continue;
+                }
+            };
+            if let Some(index) = &index {
+                index.apply(&event);
+            }
+            match &event {
+                watcher::Event::Apply(obj) | watcher::Event::Delete(obj) => route(obj),
+                watcher::Event::InitDone => {
+                    cache.state().iter().for_each(|obj| route(obj));
+                    ready_tx.send_replace(true);
+                }
+                watcher::Event::Init | watcher::Event::InitApply(_) => {}
+            }
+        }
+    });
+    Feed { task, ready }
+}
+
+/// Runs a controller in its own task, fed by its queue alone.
+fn spawn_controller<K, F, Fut>(
+    cache: Store<K>,
+    queue: &TriggerQueue<K>,
+    config: &ControllerConfig,
+    stop: futures::future::Shared<BoxFuture<'static, ()>>,
+    reconcile: F,
+    name: &'static str,
+    ctx: Arc<Context>,
+) -> tokio::task::JoinHandle<()>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    F: FnMut(Arc<K>, Arc<Context>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<kube::runtime::controller::Action, controller::Error>> + Send + 'static,
+{
+    let run = Controller::for_stream(futures::stream::pending::<Result<K, watcher::Error>>(), cache)
+        .reconcile_on(queue.stream())
+        .with_config(config.clone())
+        .graceful_shutdown_on(stop)
+        .run(reconcile, controller::error_policy::<K>(name), ctx)
+        .for_each(|_| futures::future::ready(()));
+    tokio::spawn(run)
+}
+
+/// Keeps the queue gauges current.
+async fn publish_queue_gauges(queues: Queues, metrics: Metrics) {
+    loop {
+        for (controller, depth, wait) in queues.each() {
+            metrics.set_queue(controller, depth, wait);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// Routes an object the operator created for a Tenant to that Tenant's queue.
+fn route_to_owner<K: Resource>(queues: &Queues) -> impl Fn(&K) + Send + 'static {
+    let tenants = queues.tenants.clone();
+    move |obj| {
+        if let Some(key) = owning_tenant(obj) {
+            tenants.push(key);
+        }
+    }
+}
+
+/// What `/healthz` checks: whether a running controller has stopped taking the work
+/// queued for it.
+#[derive(Clone, Default)]
+pub struct Health {
+    inner: Arc<std::sync::Mutex<Option<(Queues, Duration)>>>,
+}
+
+impl Health {
+    fn watch(&self, queues: &Queues, stall_timeout: Duration) {
+        *self.inner.lock().expect("health lock") = Some((queues.clone(), stall_timeout));
+    }
+
+    fn clear(&self) {
+        *self.inner.lock().expect("health lock") = None;
+    }
+
+    /// The controllers whose queued objects have waited longer than
+    /// `reconcile.stallTimeout`, each with what waits; empty when all is well (or no
+    /// controller runs on this instance).
+    pub fn stalled(&self) -> Vec<String> {
+        let guard = self.inner.lock().expect("health lock");
+        let Some((queues, limit)) = guard.as_ref() else { return Vec::new() };
+        queues
+            .each()
+            .into_iter()
+            .filter(|(_, _, wait)| wait > limit)
+            .map(|(controller, depth, wait)| format!("{controller}: {depth} queued objects waiting for {}s", wait.as_secs()))
+            .collect()
     }
 }
 
@@ -283,7 +501,7 @@ fn tenants_using_secret(secret: &str, tenants: &Store<Tenant>, config: &Config) 
 /// cluster-scoped, so a ConfigMap in the tenant namespace and an Ingress in the platform
 /// namespace would each schedule the same Tenant under another key, and reconciles of
 /// one Tenant could run at the same time.
-fn owning_tenant<K: Resource>(obj: K) -> Option<ObjectRef<Tenant>> {
+fn owning_tenant<K: Resource>(obj: &K) -> Option<ObjectRef<Tenant>> {
     let tenant_kind = (Tenant::api_version(&()), Tenant::kind(&()));
     obj.owner_references()
         .iter()
@@ -291,22 +509,6 @@ fn owning_tenant<K: Resource>(obj: K) -> Option<ObjectRef<Tenant>> {
             o.controller == Some(true) && (o.api_version.as_str(), o.kind.as_str()) == (tenant_kind.0.as_ref(), tenant_kind.1.as_ref())
         })
         .map(|o| ObjectRef::new(&o.name))
-}
-
-/// Maps an object in a tenant namespace to its Tenant.
-fn namespace_tenant<K: Resource>(config: Arc<Config>) -> impl Fn(Arc<K>) -> Option<ObjectRef<Tenant>> + Send + Sync + 'static {
-    move |obj| {
-        let ns = obj.namespace()?;
-        ns.strip_prefix(&config.namespace_prefix).map(ObjectRef::new)
-    }
-}
-
-fn agents_in(store: &Store<Agent>, namespace: Option<&str>) -> Vec<ObjectRef<Agent>> {
-    store.state().iter().filter(|a| a.namespace().as_deref() == namespace).map(|a| ObjectRef::from_obj(a.as_ref())).collect()
-}
-
-fn quotas_in(store: &Store<CapabilityQuota>, namespace: Option<&str>) -> Vec<ObjectRef<CapabilityQuota>> {
-    store.state().iter().filter(|q| q.namespace().as_deref() == namespace).map(|q| ObjectRef::from_obj(q.as_ref())).collect()
 }
 
 /// Resolves when the process receives SIGTERM or Ctrl-C.
@@ -339,10 +541,30 @@ mod tests {
         let mut tenant = Tenant::new("acme", serde_json::from_value(spec).unwrap());
         tenant.metadata.uid = Some("uid-1".into());
         let owner = tenant.controller_owner_ref(&()).unwrap();
-        let mapped = owning_tenant(owned_config_map(owner)).expect("the Tenant");
+        let mapped = owning_tenant(&owned_config_map(owner)).expect("the Tenant");
         // The same key as the Tenant's own watch events: no namespace.
         assert_eq!(mapped, ObjectRef::from_obj(&tenant));
         assert_eq!(mapped.namespace, None);
+    }
+
+    /// Why the controllers wait on the feeds' own readiness: kube-runtime's store
+    /// readiness wakes one of several waiting tasks, and the others sleep on.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_store_wakes_only_one_of_several_tasks_waiting_for_it() {
+        let (store, mut writer) = reflector::store::<ConfigMap>();
+        let waiters: Vec<_> = (0..8)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.wait_until_ready().await.is_ok() })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let woken = waiters.iter().filter(|w| w.is_finished()).count();
+        assert!(woken < waiters.len(), "every waiter was woken: kube-runtime fixed its readiness, and Feeds::ready could use it");
+        waiters.iter().for_each(|w| w.abort());
     }
 
     #[test]
@@ -355,6 +577,6 @@ mod tests {
             controller: Some(true),
             ..Default::default()
         };
-        assert_eq!(owning_tenant(owned_config_map(owner)), None);
+        assert_eq!(owning_tenant(&owned_config_map(owner)), None);
     }
 }

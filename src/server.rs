@@ -5,20 +5,32 @@ use std::{net::SocketAddr, sync::Arc};
 use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
 use tokio::sync::watch;
 
-use crate::telemetry::Metrics;
+use crate::{operator::Health, telemetry::Metrics};
 
 struct ServerState {
     metrics: Metrics,
     ready: watch::Receiver<bool>,
+    health: Health,
 }
 
-/// The router serving health and metrics.
-pub fn router(metrics: Metrics, ready: watch::Receiver<bool>) -> Router {
+/// The router serving health and metrics. `/healthz` fails while a controller has
+/// stopped taking its queued work (`reconcile.stallTimeout`), so that the kubelet
+/// restarts an operator that no longer reconciles.
+pub fn router(metrics: Metrics, ready: watch::Receiver<bool>, health: Health) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_handler))
-        .with_state(Arc::new(ServerState { metrics, ready }))
+        .with_state(Arc::new(ServerState { metrics, ready, health }))
+}
+
+async fn healthz(State(s): State<Arc<ServerState>>) -> impl IntoResponse {
+    let stalled = s.health.stalled();
+    if stalled.is_empty() {
+        (StatusCode::OK, "ok".to_string())
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, format!("stalled: {}", stalled.join("; ")))
+    }
 }
 
 async fn readyz(State(s): State<Arc<ServerState>>) -> impl IntoResponse {
@@ -59,7 +71,7 @@ mod tests {
         drop(metrics.reconcile_started("tenant"));
         metrics.reconcile_failed("tenant", "ApiError");
         let (ready_tx, ready) = watch::channel(false);
-        let app = router(metrics, ready);
+        let app = router(metrics, ready, Health::default());
         assert_eq!(get(app.clone(), "/healthz").await.0, StatusCode::OK);
         assert_eq!(get(app.clone(), "/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
         ready_tx.send(true).unwrap();

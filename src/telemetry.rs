@@ -58,6 +58,15 @@ pub struct Metrics {
     pub duration: Family<ControllerLabels, Histogram>,
     /// 1 while this instance holds the leader lease.
     pub leader: Gauge,
+    /// Reconciles running now, per controller.
+    pub in_flight: Family<ControllerLabels, Gauge>,
+    /// When a controller last finished a reconcile (Unix seconds).
+    pub last_reconcile: Family<ControllerLabels, Gauge<f64, AtomicU64>>,
+    /// Objects queued for a controller that it has not taken yet.
+    pub queue_depth: Family<ControllerLabels, Gauge>,
+    /// How long the oldest queued object has waited for its controller (0 when the
+    /// queue is empty); grows without bound only when a controller has stopped.
+    pub queue_wait: Family<ControllerLabels, Gauge<f64, AtomicU64>>,
     /// Measured use per tenant and capability (`cx_capability_used`).
     pub capability_used: Family<CapabilityLabels, Gauge<f64, AtomicU64>>,
     /// Effective limit per tenant and capability (`cx_capability_limit`).
@@ -93,6 +102,10 @@ impl Default for Metrics {
             Histogram::new([0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
         });
         let leader = Gauge::default();
+        let in_flight = Family::<ControllerLabels, Gauge>::default();
+        let last_reconcile = Family::<ControllerLabels, Gauge<f64, AtomicU64>>::default();
+        let queue_depth = Family::<ControllerLabels, Gauge>::default();
+        let queue_wait = Family::<ControllerLabels, Gauge<f64, AtomicU64>>::default();
         let capability_used = Family::<CapabilityLabels, Gauge<f64, AtomicU64>>::default();
         let capability_limit = Family::<CapabilityLabels, Gauge<f64, AtomicU64>>::default();
         let licence_allotted = Family::<LicenceLabels, Gauge<f64, AtomicU64>>::default();
@@ -104,6 +117,10 @@ impl Default for Metrics {
             operator.register("reconcile_errors", "Reconcile errors by reason", errors.clone());
             operator.register("reconcile_duration_seconds", "Reconcile duration", duration.clone());
             operator.register("leader", "1 while this instance holds the leader lease", leader.clone());
+            operator.register("reconciles_in_flight", "Reconciles running now", in_flight.clone());
+            operator.register("last_reconcile_timestamp_seconds", "When the controller last finished a reconcile", last_reconcile.clone());
+            operator.register("queue_depth", "Objects queued for the controller and not taken yet", queue_depth.clone());
+            operator.register("queue_wait_seconds", "How long the oldest queued object has waited for the controller", queue_wait.clone());
         }
         // The capability gauges are named for the product, as dashboards query them.
         registry.register("cx_capability_used", "Measured use of a capability by a tenant", capability_used.clone());
@@ -116,6 +133,10 @@ impl Default for Metrics {
             errors,
             duration,
             leader,
+            in_flight,
+            last_reconcile,
+            queue_depth,
+            queue_wait,
             capability_used,
             capability_limit,
             licence_allotted,
@@ -125,11 +146,27 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Counts a reconcile and returns a guard that records its duration when dropped.
+    /// Counts a reconcile and returns a guard that records its end when dropped: its
+    /// duration, the time of the controller's last finished reconcile, the reconciles
+    /// in flight.
     pub fn reconcile_started(&self, controller: &str) -> DurationGuard {
         let labels = ControllerLabels { controller: controller.to_string() };
         self.reconciles.get_or_create(&labels).inc();
-        DurationGuard { histogram: self.duration.get_or_create(&labels).clone(), start: std::time::Instant::now() }
+        let in_flight = self.in_flight.get_or_create(&labels).clone();
+        in_flight.inc();
+        DurationGuard {
+            histogram: self.duration.get_or_create(&labels).clone(),
+            last: self.last_reconcile.get_or_create(&labels).clone(),
+            in_flight,
+            start: std::time::Instant::now(),
+        }
+    }
+
+    /// Publishes the state of a controller's queue.
+    pub fn set_queue(&self, controller: &str, depth: usize, wait: std::time::Duration) {
+        let labels = ControllerLabels { controller: controller.to_string() };
+        self.queue_depth.get_or_create(&labels).set(i64::try_from(depth).unwrap_or(i64::MAX));
+        self.queue_wait.get_or_create(&labels).set(wait.as_secs_f64());
     }
 
     /// Counts a reconcile error.
@@ -174,14 +211,19 @@ impl Metrics {
     }
 }
 
-/// Records a reconcile's duration when dropped.
+/// Records a reconcile's end when dropped.
 pub struct DurationGuard {
     histogram: Histogram,
+    last: Gauge<f64, AtomicU64>,
+    in_flight: Gauge,
     start: std::time::Instant,
 }
 
 impl Drop for DurationGuard {
     fn drop(&mut self) {
         self.histogram.observe(self.start.elapsed().as_secs_f64());
+        self.in_flight.dec();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        self.last.set(now.as_secs_f64());
     }
 }

@@ -62,7 +62,12 @@ pub fn recovery_secret(agent: &str) -> String {
 
 /// Reconciles one Agent.
 pub async fn reconcile(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.stores.wait_ready().await;
+    // Every log line of the reconcile, the backends' included, names the object.
+    let span = tracing::info_span!("reconcile", controller = CONTROLLER, object = %ObjectRef::from_obj(agent.as_ref()));
+    tracing::Instrument::instrument(reconcile_in_span(agent, ctx), span).await
+}
+
+async fn reconcile_in_span(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_started(CONTROLLER);
     let key = ObjectRef::from_obj(agent.as_ref()).to_string();
     let action = match ctx.providers.keycloak().cloned() {

@@ -6,11 +6,13 @@
 pub mod agent;
 pub mod diff;
 pub mod events;
+pub mod index;
 pub mod notifications;
 pub mod quota;
 pub mod secrets;
 pub mod tenant;
 pub mod tenant_desired;
+pub mod trigger;
 pub mod usage;
 
 use std::{
@@ -147,6 +149,10 @@ where
 }
 
 /// Caches of the objects the controllers read, shared with the watches that feed them.
+///
+/// Controllers start only once every cache holds its complete initial list (see
+/// `operator::run_controllers`), so a reconcile never mistakes a cache still filling
+/// for missing objects.
 #[derive(Clone)]
 pub struct Stores {
     /// Tenants served by this instance.
@@ -161,14 +167,6 @@ pub struct Stores {
     pub agents: Store<Agent>,
     /// CapabilityQuotas.
     pub quotas: Store<CapabilityQuota>,
-}
-
-impl Stores {
-    /// Waits until the shared caches hold a complete initial list, so that a reconcile
-    /// never mistakes a cache still filling for missing objects (and writes for it).
-    pub async fn wait_ready(&self) {
-        let _ = tokio::join!(self.tenants.wait_until_ready(), self.agents.wait_until_ready(), self.quotas.wait_until_ready());
-    }
 }
 
 /// What every reconcile gets.

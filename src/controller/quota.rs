@@ -135,7 +135,12 @@ fn crossings(
 
 /// Reconciles one CapabilityQuota.
 pub async fn reconcile(quota: Arc<CapabilityQuota>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.stores.wait_ready().await;
+    // Every log line of the reconcile, the backends' included, names the object.
+    let span = tracing::info_span!("reconcile", controller = CONTROLLER, object = %ObjectRef::from_obj(quota.as_ref()));
+    tracing::Instrument::instrument(reconcile_in_span(quota, ctx), span).await
+}
+
+async fn reconcile_in_span(quota: Arc<CapabilityQuota>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_started(CONTROLLER);
     let namespace = quota.namespace().unwrap_or_default();
     let tenant = tenant_of_namespace(&namespace, &ctx);

@@ -49,7 +49,12 @@ const UNSETTLED_RECHECK: Duration = Duration::from_secs(30);
 
 /// Reconciles one Tenant.
 pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.stores.wait_ready().await;
+    // Every log line of the reconcile, the backends' included, names the object.
+    let span = tracing::info_span!("reconcile", controller = CONTROLLER, object = %ObjectRef::from_obj(tenant.as_ref()));
+    tracing::Instrument::instrument(reconcile_in_span(tenant, ctx), span).await
+}
+
+async fn reconcile_in_span(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_started(CONTROLLER);
     let key = ObjectRef::from_obj(tenant.as_ref()).to_string();
     let api: Api<Tenant> = Api::all(ctx.client.clone());

@@ -145,7 +145,14 @@ impl TestCluster {
 
     /// The test configuration with more top-level YAML appended.
     pub fn config_with(&self, extra: &str) -> Config {
-        let text = format!(
+        let text = self.config_text(extra);
+        Config::parse(&text).unwrap_or_else(|e| panic!("test configuration is valid: {e}"))
+    }
+
+    /// The YAML of the test configuration with more top-level YAML appended, for an
+    /// operator started as a process.
+    pub fn config_text(&self, extra: &str) -> String {
+        format!(
             "rootDomain: cx.test\nnamespacePrefix: {prefix}\nplatformNamespace: {platform}\n\
              sharding: {{tenantSelector: {RUN_LABEL}={run}}}\n\
              reconcile: {{resyncInterval: 10m, minBackoff: 200ms, maxBackoff: 2s}}\n\
@@ -153,8 +160,14 @@ impl TestCluster {
             prefix = self.namespace_prefix(),
             platform = self.platform_namespace(),
             run = self.run,
-        );
-        Config::parse(&text).unwrap_or_else(|e| panic!("test configuration is valid: {e}"))
+        )
+    }
+
+    /// Writes a kubeconfig of this cluster into `dir`, for an operator started as a process.
+    pub fn write_kubeconfig(&self, dir: &std::path::Path) -> std::path::PathBuf {
+        let path = dir.join("kubeconfig");
+        std::fs::write(&path, serde_yaml_ng::to_string(&self.kubeconfig).expect("kubeconfig serializes")).expect("kubeconfig is written");
+        path
     }
 
     /// Starts an operator instance with its own counting client.

@@ -2250,9 +2250,24 @@ fn string_literal_end(chars: &[char], start: usize) -> usize {
     chars.len()
 }
 
-/// Compiles one rule; `Ok(true)` for a transition rule (uses `oldSelf`).
-/// The error is the CEL parser's message, without kube-cel's prefix.
+thread_local! {
+    static COMPILED_RULES: RefCell<HashMap<String, Result<bool, String>>> = RefCell::new(HashMap::new());
+}
+
+/// Compiles one rule, once per thread (every write of a kind validates the same rules);
+/// `Ok(true)` for a transition rule (uses `oldSelf`). The error is the CEL parser's
+/// message, without kube-cel's prefix.
 fn compile_rule(rule: &Value) -> Result<bool, String> {
+    let key = rule.to_string();
+    if let Some(known) = COMPILED_RULES.with(|c| c.borrow().get(&key).cloned()) {
+        return known;
+    }
+    let result = compile_rule_uncached(rule);
+    COMPILED_RULES.with(|c| c.borrow_mut().insert(key, result.clone()));
+    result
+}
+
+fn compile_rule_uncached(rule: &Value) -> Result<bool, String> {
     let compiled = compile_schema(&json!({ "x-kubernetes-validations": [rule] }));
     match compiled.validations.into_iter().next() {
         Some(Ok(result)) => Ok(result.is_transition_rule),

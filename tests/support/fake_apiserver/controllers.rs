@@ -18,8 +18,12 @@ use std::time::Duration;
 /// The manager name the controllers write under.
 const MANAGER: &str = "kube-controller-manager";
 
-/// Runs the loops whenever a write happened, and every 200 ms as a safety net.
+/// Runs the loops after a write they act on (see `State::gc_epoch`), and every 2 s as a
+/// safety net. The loops scan every object: running them after every write would make
+/// each write cost as much as the whole store.
 pub(crate) async fn run(shared: Arc<Shared>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let mut seen = None;
+    let mut last_full = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = shared.wake.notified() => {}
@@ -27,7 +31,13 @@ pub(crate) async fn run(shared: Arc<Shared>, mut shutdown: tokio::sync::watch::R
             _ = shutdown.changed() => return,
         }
         let mut st = shared.lock();
+        let due = last_full.elapsed() >= Duration::from_secs(2);
+        if seen == Some(st.gc_epoch) && !due {
+            continue;
+        }
         reconcile(&mut st);
+        seen = Some(st.gc_epoch);
+        last_full = tokio::time::Instant::now();
     }
 }
 

@@ -69,6 +69,10 @@ pub(crate) struct State {
     pub history_limit: usize,
     pub next_cluster_ip: u32,
     pub next_node_port: u32,
+    /// Counts the writes the control loops act on: a removal, an object that is being
+    /// deleted, and a change of owner references. Other writes leave it alone, so the
+    /// loops (which scan every object) do not run per write and a large fleet stays fast.
+    pub gc_epoch: u64,
 }
 
 pub(crate) fn ns_key() -> ResKey {
@@ -86,6 +90,7 @@ impl State {
             // 10.96.0.1 belongs to the `kubernetes` service of a real cluster.
             next_cluster_ip: 2,
             next_node_port: 30000,
+            gc_epoch: 0,
         };
         for rt in builtins() {
             state.register(rt);
@@ -157,6 +162,11 @@ impl State {
             return obj;
         };
         let prev = table.objects.insert(key, obj.clone());
+        let owners_changed = prev.as_ref().map_or(Value::Null, |p| p.pointer("/metadata/ownerReferences").cloned().unwrap_or(Value::Null))
+            != obj.pointer("/metadata/ownerReferences").cloned().unwrap_or(Value::Null);
+        if owners_changed || meta::deletion_timestamp(&obj).is_some() {
+            self.gc_epoch += 1;
+        }
         let event = Event {
             rv,
             kind: if prev.is_some() { EventType::Modified } else { EventType::Added },
@@ -173,6 +183,7 @@ impl State {
         let limit = self.history_limit;
         let table = self.tables.get_mut(res)?;
         let mut obj = table.objects.remove(key)?;
+        self.gc_epoch += 1;
         self.rv += 1;
         let rv = self.rv;
         obj["metadata"]["resourceVersion"] = json!(rv.to_string());
