@@ -71,3 +71,31 @@ check-config:
 
 image:
 	docker build -t $(IMAGE) .
+
+## A real test environment on loopback ports: etcd, kube-apiserver and
+## kube-controller-manager (Kubernetes 1.33, built from source once into
+## ~/.cache/cx-operator-test-env), Keycloak and an SMTP sink. docs/testing.md.
+.PHONY: test-env test-env-stop test-env-status test-env-build test-env-smoke
+TEST_ENV_DIR ?= $(or $(CX_TEST_ENV_DIR),target/test-env)
+
+test-env:
+	CX_TEST_ENV_DIR=$(TEST_ENV_DIR) bash tests/env/test-env.sh start
+	@echo
+	@echo "Test environment up. For the tests (e.g. cargo test) and kubectl:"
+	@echo "  source $(TEST_ENV_DIR)/env.sh"
+	@echo '  $$CX_TEST_KUBECTL --kubeconfig $$CX_TEST_KUBECONFIG get ns'
+	@echo "Stop it with: make test-env-stop"
+
+test-env-stop:
+	CX_TEST_ENV_DIR=$(TEST_ENV_DIR) bash tests/env/test-env.sh stop
+
+test-env-status:
+	CX_TEST_ENV_DIR=$(TEST_ENV_DIR) bash tests/env/test-env.sh status
+
+## Build/download only (the cold Kubernetes build takes about 10 minutes on 2 cores).
+test-env-build:
+	bash tests/env/test-env.sh build
+
+## Check a running test environment (tests/env/smoke.sh).
+test-env-smoke:
+	CX_TEST_ENV_DIR=$(TEST_ENV_DIR) bash tests/env/smoke.sh
