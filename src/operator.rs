@@ -206,7 +206,7 @@ async fn run_controllers(instance: Instance, stop: BoxFuture<'static, ()>) {
             {
                 let (q, agents_by_ns, quotas_by_ns, prefix) =
                     (queues.clone(), agent_index.clone(), quota_index.clone(), config.namespace_prefix.clone());
-                move |t: &Tenant| {
+                move |t: &Tenant, _| {
                     let namespace = format!("{prefix}{}", t.name_any());
                     q.tenants.push(ObjectRef::from_obj(t));
                     q.agents.extend(agents_by_ns.keys_in(&namespace));
@@ -221,13 +221,17 @@ async fn run_controllers(instance: Instance, stop: BoxFuture<'static, ()>) {
             Some(agent_index.clone()),
             {
                 let (q, agents_by_ns, quotas_by_ns) = (queues.clone(), agent_index.clone(), quota_index.clone());
-                // Agents of one namespace share its agent quota: one that comes or goes
-                // can move another across the limit.
-                move |a: &Agent| {
-                    let namespace = a.namespace().unwrap_or_default();
+                // Agents of one namespace share its agent quota, taken in creation order:
+                // only an Agent that comes or goes can move another across the limit or
+                // change the count, so only then are its neighbours and quotas queued (a
+                // status write of one Agent requeues nothing else).
+                move |a: &Agent, membership| {
                     q.agents.push(ObjectRef::from_obj(a));
-                    q.agents.extend(agents_by_ns.keys_in(&namespace));
-                    q.quotas.extend(quotas_by_ns.keys_in(&namespace));
+                    if membership == Membership::Changed {
+                        let namespace = a.namespace().unwrap_or_default();
+                        q.agents.extend(agents_by_ns.keys_in(&namespace));
+                        q.quotas.extend(quotas_by_ns.keys_in(&namespace));
+                    }
                 }
             },
         ),
@@ -241,7 +245,7 @@ async fn run_controllers(instance: Instance, stop: BoxFuture<'static, ()>) {
             Some(quota_index.clone()),
             {
                 let (q, agents_by_ns, prefix) = (queues.clone(), agent_index.clone(), config.namespace_prefix.clone());
-                move |quota: &CapabilityQuota| {
+                move |quota: &CapabilityQuota, _| {
                     let namespace = quota.namespace().unwrap_or_default();
                     q.quotas.push(ObjectRef::from_obj(quota));
                     q.agents.extend(agents_by_ns.keys_in(&namespace));
@@ -284,12 +288,21 @@ async fn run_controllers(instance: Instance, stop: BoxFuture<'static, ()>) {
             None,
             {
                 let (q, tenants, config) = (queues.clone(), tenants.clone(), config.clone());
-                move |secret: &PartialObjectMeta<Secret>| q.tenants.extend(tenants_using_secret(&secret.name_any(), &tenants, &config))
+                move |secret: &PartialObjectMeta<Secret>, _| q.tenants.extend(tenants_using_secret(&secret.name_any(), &tenants, &config))
             },
         ),
     ]);
 
-    let stores = Stores { tenants: tenants.clone(), namespaces, config_maps, ingresses, agents: agents.clone(), quotas: quotas.clone() };
+    let stores = Stores {
+        tenants: tenants.clone(),
+        namespaces,
+        config_maps,
+        ingresses,
+        agents: agents.clone(),
+        quotas: quotas.clone(),
+        agents_by_namespace: agent_index,
+        quotas_by_namespace: quota_index,
+    };
     let recorder = EventPublisher::new(client.clone(), "cx-operator", &identity);
     let ctx = Arc::new(Context::new(client, config.clone(), providers, recorder, metrics.clone(), stores));
     let controller_config = ControllerConfig::default().concurrency(config.reconcile.concurrency).debounce(Duration::from_millis(100));
@@ -369,14 +382,15 @@ impl Drop for Feeds {
 }
 
 /// Runs a watch in its own task: its cache (and index) follow every event, then
-/// `route` queues the keys each changed object concerns. After a complete (re)list,
-/// every listed object is routed once, as the cache now holds it.
+/// `route` queues the keys each changed object concerns, told whether the object came
+/// into or left its namespace. After a complete (re)list, every listed object is
+/// routed once, as the cache now holds it.
 fn spawn_feed<K, S>(
     name: &'static str,
     events: S,
     cache: Store<K>,
     index: Option<NamespaceIndex<K>>,
-    route: impl Fn(&K) + Send + 'static,
+    route: impl Fn(&K, Membership) + Send + 'static,
 ) -> Feed
 where
     K: Resource + Clone + Send + Sync + 'static,
@@ -394,13 +408,14 @@ where
                     continue;
                 }
             };
-            if let Some(index) = &index {
-                index.apply(&event);
-            }
+            let membership = match &index {
+                Some(index) if index.apply(&event) => Membership::Changed,
+                _ => Membership::Same,
+            };
             match &event {
-                watcher::Event::Apply(obj) | watcher::Event::Delete(obj) => route(obj),
+                watcher::Event::Apply(obj) | watcher::Event::Delete(obj) => route(obj, membership),
                 watcher::Event::InitDone => {
-                    cache.state().iter().for_each(|obj| route(obj));
+                    cache.state().iter().for_each(|obj| route(obj, Membership::Same));
                     ready_tx.send_replace(true);
                 }
                 watcher::Event::Init | watcher::Event::InitApply(_) => {}
@@ -408,6 +423,13 @@ where
         }
     });
     Feed { task, ready }
+}
+
+/// Whether an event added an object to its namespace or removed it from there.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Membership {
+    Changed,
+    Same,
 }
 
 /// Runs a controller in its own task, fed by its queue alone.
@@ -445,9 +467,9 @@ async fn publish_queue_gauges(queues: Queues, metrics: Metrics) {
 }
 
 /// Routes an object the operator created for a Tenant to that Tenant's queue.
-fn route_to_owner<K: Resource>(queues: &Queues) -> impl Fn(&K) + Send + 'static {
+fn route_to_owner<K: Resource>(queues: &Queues) -> impl Fn(&K, Membership) + Send + 'static {
     let tenants = queues.tenants.clone();
-    move |obj| {
+    move |obj, _| {
         if let Some(key) = owning_tenant(obj) {
             tenants.push(key);
         }
@@ -545,6 +567,22 @@ mod tests {
         // The same key as the Tenant's own watch events: no namespace.
         assert_eq!(mapped, ObjectRef::from_obj(&tenant));
         assert_eq!(mapped.namespace, None);
+    }
+
+    #[tokio::test]
+    async fn a_controller_that_stops_taking_its_queue_is_reported() {
+        let (health, queues) = (Health::default(), Queues::default());
+        assert!(health.stalled().is_empty(), "no controller runs: nothing to report");
+        health.watch(&queues, Duration::from_millis(20));
+        queues.agents.push(ObjectRef::new("a").within("tenant-acme"));
+        assert!(health.stalled().is_empty(), "just queued");
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        let stalled = health.stalled();
+        assert_eq!(stalled.len(), 1, "{stalled:?}");
+        assert!(stalled[0].starts_with("agent: 1 queued objects waiting for"), "{stalled:?}");
+        let _ = queues.agents.stream().boxed().next().await;
+        assert!(health.stalled().is_empty(), "the controller took its work");
+        health.clear();
     }
 
     /// Why the controllers wait on the feeds' own readiness: kube-runtime's store

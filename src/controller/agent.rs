@@ -170,8 +170,7 @@ fn within_quota(agent: &Agent, namespace: &str, tenant: &Tenant, ctx: &Context) 
         return Ok(());
     };
     let limit = quota::quantity_value(&limit);
-    let mut agents: Vec<Arc<Agent>> =
-        ctx.stores.agents.state().into_iter().filter(|a| a.namespace().as_deref() == Some(namespace)).collect();
+    let mut agents: Vec<Arc<Agent>> = ctx.stores.agents_in(namespace);
     agents.sort_by(|a, b| {
         let key = |x: &Agent| (x.creation_timestamp().map(|t| t.0), x.name_any());
         key(a).cmp(&key(b))

@@ -43,32 +43,36 @@ where
     K: Resource + 'static,
     K::DynamicType: Default + Eq + Hash + Clone + Debug,
 {
-    /// Follows one watch event.
-    pub fn apply(&self, event: &watcher::Event<K>) {
+    /// Follows one watch event; true when an Apply added a key or a Delete removed one
+    /// (the set of objects of a namespace changed).
+    pub fn apply(&self, event: &watcher::Event<K>) -> bool {
         let mut inner = self.inner.write().expect("namespace index lock");
         match event {
-            watcher::Event::Apply(obj) => {
-                insert(&mut inner.by_namespace, obj);
-            }
+            watcher::Event::Apply(obj) => insert(&mut inner.by_namespace, obj),
             watcher::Event::Delete(obj) => {
                 let namespace = obj.namespace().unwrap_or_default();
-                if let Some(keys) = inner.by_namespace.get_mut(&namespace) {
-                    keys.remove(&ObjectRef::from_obj(obj));
-                    if keys.is_empty() {
-                        inner.by_namespace.remove(&namespace);
-                    }
+                let Some(keys) = inner.by_namespace.get_mut(&namespace) else { return false };
+                let removed = keys.remove(&ObjectRef::from_obj(obj));
+                if keys.is_empty() {
+                    inner.by_namespace.remove(&namespace);
                 }
+                removed
             }
-            watcher::Event::Init => inner.relist = Some(HashMap::new()),
+            watcher::Event::Init => {
+                inner.relist = Some(HashMap::new());
+                false
+            }
             watcher::Event::InitApply(obj) => {
                 if let Some(next) = inner.relist.as_mut() {
                     insert(next, obj);
                 }
+                false
             }
             watcher::Event::InitDone => {
                 if let Some(next) = inner.relist.take() {
                     inner.by_namespace = next;
                 }
+                false
             }
         }
     }
@@ -80,12 +84,13 @@ where
     }
 }
 
-fn insert<K>(map: &mut HashMap<String, HashSet<ObjectRef<K>>>, obj: &K)
+/// Adds the object's key; true when it was not there.
+fn insert<K>(map: &mut HashMap<String, HashSet<ObjectRef<K>>>, obj: &K) -> bool
 where
     K: Resource,
     K::DynamicType: Default + Eq + Hash + Clone,
 {
-    map.entry(obj.namespace().unwrap_or_default()).or_default().insert(ObjectRef::from_obj(obj));
+    map.entry(obj.namespace().unwrap_or_default()).or_default().insert(ObjectRef::from_obj(obj))
 }
 
 #[cfg(test)]
@@ -110,12 +115,13 @@ mod tests {
     #[test]
     fn follows_applies_deletes_and_relists() {
         let index = NamespaceIndex::<ConfigMap>::default();
-        index.apply(&watcher::Event::Apply(cm("a", "one")));
-        index.apply(&watcher::Event::Apply(cm("a", "two")));
-        index.apply(&watcher::Event::Apply(cm("b", "three")));
-        index.apply(&watcher::Event::Apply(cm("a", "one")));
+        assert!(index.apply(&watcher::Event::Apply(cm("a", "one"))), "a new object changes its namespace");
+        assert!(index.apply(&watcher::Event::Apply(cm("a", "two"))));
+        assert!(index.apply(&watcher::Event::Apply(cm("b", "three"))));
+        assert!(!index.apply(&watcher::Event::Apply(cm("a", "one"))), "a change to a known object does not");
         assert_eq!(names(&index, "a"), ["one", "two"]);
-        index.apply(&watcher::Event::Delete(cm("a", "one")));
+        assert!(index.apply(&watcher::Event::Delete(cm("a", "one"))));
+        assert!(!index.apply(&watcher::Event::Delete(cm("a", "one"))), "deleting it again changes nothing");
         assert_eq!(names(&index, "a"), ["two"]);
         // A relist replaces the content only when it is complete.
         index.apply(&watcher::Event::Init);

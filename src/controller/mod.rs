@@ -167,6 +167,22 @@ pub struct Stores {
     pub agents: Store<Agent>,
     /// CapabilityQuotas.
     pub quotas: Store<CapabilityQuota>,
+    /// Agents by namespace (kept by the Agent watch).
+    pub agents_by_namespace: index::NamespaceIndex<Agent>,
+    /// CapabilityQuotas by namespace (kept by the quota watch).
+    pub quotas_by_namespace: index::NamespaceIndex<CapabilityQuota>,
+}
+
+impl Stores {
+    /// The cached Agents of a namespace; costs what the namespace holds, not the fleet.
+    pub fn agents_in(&self, namespace: &str) -> Vec<Arc<Agent>> {
+        self.agents_by_namespace.keys_in(namespace).iter().filter_map(|k| self.agents.get(k)).collect()
+    }
+
+    /// The cached CapabilityQuotas of a namespace.
+    pub fn quotas_in(&self, namespace: &str) -> Vec<Arc<CapabilityQuota>> {
+        self.quotas_by_namespace.keys_in(namespace).iter().filter_map(|k| self.quotas.get(k)).collect()
+    }
 }
 
 /// What every reconcile gets.

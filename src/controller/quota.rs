@@ -40,20 +40,20 @@ pub fn tenant_of_namespace(namespace: &str, ctx: &Context) -> Option<Arc<Tenant>
 /// The effective limit of a capability in a namespace: the tightest over all quotas,
 /// and 0 when the capability's feature is off in the Tenant.
 pub fn effective_limit(capability: Capability, namespace: &str, tenant: Option<&Tenant>, ctx: &Context) -> Option<Quantity> {
-    let quotas = ctx.stores.quotas.state();
-    let limits: Vec<&Limits> = quotas.iter().filter(|q| q.namespace().as_deref() == Some(namespace)).map(|q| &q.spec.limits).collect();
+    let quotas = ctx.stores.quotas_in(namespace);
+    let limits: Vec<&Limits> = quotas.iter().map(|q| &q.spec.limits).collect();
     licence::effective_limit(capability, tenant.map(|t| &t.spec.features), &limits)
 }
 
 /// Agents in a namespace.
 pub fn agents_in(namespace: &str, ctx: &Context) -> usize {
-    ctx.stores.agents.state().iter().filter(|a| a.namespace().as_deref() == Some(namespace)).count()
+    ctx.stores.agents_by_namespace.keys_in(namespace).len()
 }
 
 /// Whether a tenant namespace must be read-only: a quota there with
 /// `storagePolicy: ReadOnly` reports storage over its limit.
 pub fn storage_read_only(namespace: &str, ctx: &Context) -> bool {
-    ctx.stores.quotas.state().iter().filter(|q| q.namespace().as_deref() == Some(namespace)).any(|q| {
+    ctx.stores.quotas_in(namespace).iter().any(|q| {
         let storage = Capability::Storage.name();
         q.spec.storage_policy == StoragePolicy::ReadOnly
             && q.status.as_ref().is_some_and(|s| match (s.used.get(storage), s.hard.get(storage)) {

@@ -198,7 +198,7 @@ async fn namespace_step(tenant: &Tenant, desired: &tenant_desired::DesiredTenant
 /// is never overwritten.
 async fn ensure_default_quota(desired: &tenant_desired::DesiredTenant, ctx: &Context, out: &mut Outcome) -> Result<(), Error> {
     let namespace = &desired.names.namespace;
-    if ctx.stores.quotas.state().iter().any(|q| q.namespace().as_deref() == Some(namespace.as_str())) {
+    if !ctx.stores.quotas_by_namespace.keys_in(namespace).is_empty() {
         return Ok(());
     }
     let mut quota =
@@ -373,7 +373,7 @@ fn record_credentials(status: &mut TenantStatus, tenant: &Tenant, namespace: &st
 
 /// The agents and storage summary from the tenant's CapabilityQuotas.
 fn usage(namespace: &str, ctx: &Context) -> Option<TenantUsage> {
-    let quotas: Vec<_> = ctx.stores.quotas.state().into_iter().filter(|q| q.namespace().as_deref() == Some(namespace)).collect();
+    let quotas = ctx.stores.quotas_in(namespace);
     if quotas.is_empty() {
         return None;
     }

@@ -250,9 +250,15 @@ impl TestCluster {
         }
     }
 
-    /// Deletes what the test created: its Tenants (finalizers are run by the test's
-    /// operator, or removed here when none runs) and its namespaces.
+    /// Deletes what the test created on a real cluster: its Tenants (finalizers are run
+    /// by the test's operator, or removed here when none runs) and its namespaces. A
+    /// fake API server is shut down instead.
     pub async fn cleanup(self) {
+        // A fake API server goes with everything in it.
+        if let Some(fake) = self.fake {
+            fake.shutdown().await;
+            return;
+        }
         let tenants: Api<Tenant> = Api::all(self.client.clone());
         let selector = ListParams::default().labels(&format!("{RUN_LABEL}={}", self.run));
         for t in tenants.list(&selector).await.map(|l| l.items).unwrap_or_default() {
@@ -269,9 +275,6 @@ impl TestCluster {
             if ns.name_any().starts_with(&format!("cxt-{}-", self.run)) {
                 let _ = namespaces.delete(&ns.name_any(), &DeleteParams::default()).await;
             }
-        }
-        if let Some(fake) = self.fake {
-            fake.shutdown().await;
         }
     }
 }

@@ -327,16 +327,18 @@ fn dependents(st: &mut State) -> bool {
         if !seen.insert((res.clone(), key.clone())) {
             continue;
         }
-        let Some(obj) = st.get(&res, &key).cloned() else {
+        // Read in place: only a dependent that needs a change is copied (the pass runs
+        // over every owned object, most of which are fine).
+        let Some(obj) = st.get(&res, &key) else {
             continue;
         };
-        if meta::deletion_timestamp(&obj).is_some() {
+        if meta::deletion_timestamp(obj).is_some() {
             continue;
         }
         let namespaced = st.types.get(&res).is_some_and(|rt| rt.namespaced);
         let (mut solid, mut gone) = (0, Vec::new());
         let mut waiting = false;
-        for owner in meta::owner_references(&obj) {
+        for owner in meta::owner_references(obj) {
             let uid = owner.get("uid").and_then(Value::as_str).unwrap_or("").to_string();
             match owner_state(st, &key.0, namespaced, &uid) {
                 OwnerState::Solid => solid += 1,
@@ -350,6 +352,7 @@ fn dependents(st: &mut State) -> bool {
         if gone.is_empty() {
             continue;
         }
+        let obj = obj.clone();
         changed = true;
         if solid > 0 {
             let updated = without_owner(&obj, &gone);

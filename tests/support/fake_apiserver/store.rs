@@ -69,9 +69,10 @@ pub(crate) struct State {
     pub history_limit: usize,
     pub next_cluster_ip: u32,
     pub next_node_port: u32,
-    /// Counts the writes the control loops act on: a removal, an object that is being
-    /// deleted, and a change of owner references. Other writes leave it alone, so the
-    /// loops (which scan every object) do not run per write and a large fleet stays fast.
+    /// Counts the writes the control loops act on at once: a removal and a write of an
+    /// object that is being deleted. Other writes leave it alone, so the loops (which
+    /// scan every object) do not run per write and a large fleet stays fast; a dependent
+    /// created with an owner that is already gone is collected by the periodic pass.
     pub gc_epoch: u64,
 }
 
@@ -162,9 +163,7 @@ impl State {
             return obj;
         };
         let prev = table.objects.insert(key, obj.clone());
-        let owners_changed = prev.as_ref().map_or(Value::Null, |p| p.pointer("/metadata/ownerReferences").cloned().unwrap_or(Value::Null))
-            != obj.pointer("/metadata/ownerReferences").cloned().unwrap_or(Value::Null);
-        if owners_changed || meta::deletion_timestamp(&obj).is_some() {
+        if meta::deletion_timestamp(&obj).is_some() {
             self.gc_epoch += 1;
         }
         let event = Event {
