@@ -69,6 +69,9 @@ pub async fn reconcile(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action, E
 
 async fn reconcile_in_span(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_started(CONTROLLER);
+    if quota::other_shard(&agent.namespace().unwrap_or_default(), &ctx) {
+        return Ok(Action::await_change());
+    }
     let key = ObjectRef::from_obj(agent.as_ref()).to_string();
     let action = match ctx.providers.keycloak().cloned() {
         Some(keycloak) => {

@@ -37,6 +37,14 @@ pub fn tenant_of_namespace(namespace: &str, ctx: &Context) -> Option<Arc<Tenant>
     ctx.stores.tenants.get(&ObjectRef::new(name))
 }
 
+/// Whether an object in `namespace` belongs to another shard: with
+/// `sharding.tenantSelector` an instance serves only its own Tenants, and an Agent or
+/// quota whose Tenant it does not serve is another instance's to write (it may well
+/// be served there). Without sharding, every tenant namespace is this instance's.
+pub fn other_shard(namespace: &str, ctx: &Context) -> bool {
+    ctx.config.sharding.tenant_selector.is_some() && tenant_of_namespace(namespace, ctx).is_none()
+}
+
 /// The effective limit of a capability in a namespace: the tightest over all quotas,
 /// and 0 when the capability's feature is off in the Tenant.
 pub fn effective_limit(capability: Capability, namespace: &str, tenant: Option<&Tenant>, ctx: &Context) -> Option<Quantity> {
@@ -143,6 +151,9 @@ pub async fn reconcile(quota: Arc<CapabilityQuota>, ctx: Arc<Context>) -> Result
 async fn reconcile_in_span(quota: Arc<CapabilityQuota>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_started(CONTROLLER);
     let namespace = quota.namespace().unwrap_or_default();
+    if other_shard(&namespace, &ctx) {
+        return Ok(Action::await_change());
+    }
     let tenant = tenant_of_namespace(&namespace, &ctx);
     let mut hard = BTreeMap::new();
     for capability in Capability::ALL {
