@@ -62,9 +62,7 @@ pub fn recovery_secret(agent: &str) -> String {
 
 /// Reconciles one Agent.
 pub async fn reconcile(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action, Error> {
-    // Every log line of the reconcile, the backends' included, names the object.
-    let span = tracing::info_span!("reconcile", controller = CONTROLLER, object = %ObjectRef::from_obj(agent.as_ref()));
-    tracing::Instrument::instrument(reconcile_in_span(agent, ctx), span).await
+    super::traced(CONTROLLER, agent.as_ref(), reconcile_in_span(agent.clone(), ctx)).await
 }
 
 async fn reconcile_in_span(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action, Error> {

@@ -129,6 +129,17 @@ impl Error {
     }
 }
 
+/// Runs a reconcile inside a `reconcile{controller, object}` span, so that every log
+/// line of it, the backends' included, names the object.
+pub async fn traced<K: Resource<DynamicType = ()>>(
+    controller: &'static str,
+    obj: &K,
+    reconcile: impl std::future::Future<Output = Result<Action, Error>>,
+) -> Result<Action, Error> {
+    let span = tracing::info_span!("reconcile", controller, object = %ObjectRef::from_obj(obj));
+    tracing::Instrument::instrument(reconcile, span).await
+}
+
 /// The object as the API server has it now, when the cached copy is being deleted.
 ///
 /// The caches are fed by separate watches that are not ordered with each other: an

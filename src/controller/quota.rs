@@ -143,9 +143,7 @@ fn crossings(
 
 /// Reconciles one CapabilityQuota.
 pub async fn reconcile(quota: Arc<CapabilityQuota>, ctx: Arc<Context>) -> Result<Action, Error> {
-    // Every log line of the reconcile, the backends' included, names the object.
-    let span = tracing::info_span!("reconcile", controller = CONTROLLER, object = %ObjectRef::from_obj(quota.as_ref()));
-    tracing::Instrument::instrument(reconcile_in_span(quota, ctx), span).await
+    super::traced(CONTROLLER, quota.as_ref(), reconcile_in_span(quota.clone(), ctx)).await
 }
 
 async fn reconcile_in_span(quota: Arc<CapabilityQuota>, ctx: Arc<Context>) -> Result<Action, Error> {

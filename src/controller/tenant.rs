@@ -49,9 +49,7 @@ const UNSETTLED_RECHECK: Duration = Duration::from_secs(30);
 
 /// Reconciles one Tenant.
 pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> {
-    // Every log line of the reconcile, the backends' included, names the object.
-    let span = tracing::info_span!("reconcile", controller = CONTROLLER, object = %ObjectRef::from_obj(tenant.as_ref()));
-    tracing::Instrument::instrument(reconcile_in_span(tenant, ctx), span).await
+    super::traced(CONTROLLER, tenant.as_ref(), reconcile_in_span(tenant.clone(), ctx)).await
 }
 
 async fn reconcile_in_span(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> {
