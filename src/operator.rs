@@ -29,6 +29,7 @@ use crate::{
     labels::{FIELD_MANAGER, managed_selector},
     provider::Providers,
     telemetry::Metrics,
+    webhook::review::tenant_name_of_namespace,
 };
 
 /// Errors that stop the operator.
@@ -204,10 +205,9 @@ async fn run_controllers(instance: Instance, stop: BoxFuture<'static, ()>) {
             tenants.clone(),
             None,
             {
-                let (q, agents_by_ns, quotas_by_ns, prefix) =
-                    (queues.clone(), agent_index.clone(), quota_index.clone(), config.namespace_prefix.clone());
+                let (q, agents_by_ns, quotas_by_ns, config) = (queues.clone(), agent_index.clone(), quota_index.clone(), config.clone());
                 move |t: &Tenant, _| {
-                    let namespace = format!("{prefix}{}", t.name_any());
+                    let namespace = tenant_desired::names(t, &config).namespace;
                     q.tenants.push(ObjectRef::from_obj(t));
                     q.agents.extend(agents_by_ns.keys_in(&namespace));
                     q.quotas.extend(quotas_by_ns.keys_in(&namespace));
@@ -249,7 +249,7 @@ async fn run_controllers(instance: Instance, stop: BoxFuture<'static, ()>) {
                     let namespace = quota.namespace().unwrap_or_default();
                     q.quotas.push(ObjectRef::from_obj(quota));
                     q.agents.extend(agents_by_ns.keys_in(&namespace));
-                    if let Some(tenant) = namespace.strip_prefix(&prefix) {
+                    if let Some(tenant) = tenant_name_of_namespace(&namespace, &prefix) {
                         q.tenants.push(ObjectRef::new(tenant));
                     }
                 }

@@ -45,7 +45,12 @@ fn size(var: &str, default: usize) -> usize {
 /// `reconcile` spans (controller and object fields), and how many reconciles each has
 /// started (a controller that starts reconciles that never finish shows there).
 #[derive(Clone, Default)]
-struct Reconciled(Arc<Mutex<HashMap<String, HashSet<String>>>>, Arc<Mutex<HashMap<String, u64>>>);
+struct Reconciled {
+    /// Objects each controller finished reconciling.
+    done: Arc<Mutex<HashMap<String, HashSet<String>>>>,
+    /// Reconciles each controller started.
+    started: Arc<Mutex<HashMap<String, u64>>>,
+}
 
 struct SpanFields {
     controller: String,
@@ -81,7 +86,7 @@ impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Reconciled {
         }
         let mut fields = FieldVisitor::default();
         attrs.record(&mut fields);
-        *self.1.lock().unwrap().entry(fields.controller.clone()).or_default() += 1;
+        *self.started.lock().unwrap().entry(fields.controller.clone()).or_default() += 1;
         if let Some(span) = ctx.span(id) {
             span.extensions_mut().insert(SpanFields { controller: fields.controller, object: fields.object });
         }
@@ -90,7 +95,7 @@ impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Reconciled {
     fn on_close(&self, id: tracing::span::Id, ctx: LayerContext<'_, S>) {
         let Some(span) = ctx.span(&id) else { return };
         if let Some(f) = span.extensions().get::<SpanFields>() {
-            self.0.lock().unwrap().entry(f.controller.clone()).or_default().insert(f.object.clone());
+            self.done.lock().unwrap().entry(f.controller.clone()).or_default().insert(f.object.clone());
         }
     }
 }
@@ -110,14 +115,14 @@ impl Reconciled {
 
     /// Forgets what was recorded of the fleet's objects (other tests' stay).
     fn forget(&self, fleet: &Fleet) {
-        for done in self.0.lock().unwrap().values_mut() {
+        for done in self.done.lock().unwrap().values_mut() {
             done.retain(|o| !fleet.tenants.contains(o) && !fleet.agents.contains(o) && !fleet.quotas.contains(o));
         }
     }
 
     /// How many of `objects` the controller has finished reconciling.
     fn count(&self, controller: &str, objects: &HashSet<String>) -> usize {
-        self.0.lock().unwrap().get(controller).map_or(0, |done| objects.iter().filter(|o| done.contains(*o)).count())
+        self.done.lock().unwrap().get(controller).map_or(0, |done| objects.iter().filter(|o| done.contains(*o)).count())
     }
 }
 
@@ -196,7 +201,7 @@ async fn wait_every_object_reconciled(recorder: &Reconciled, fleet: &Fleet, limi
             (agent::CONTROLLER, recorder.count(agent::CONTROLLER, &fleet.agents), fleet.agents.len()),
             (quota::CONTROLLER, recorder.count(quota::CONTROLLER, &fleet.quotas), fleet.quotas.len()),
         ];
-        let begun = recorder.1.lock().unwrap().clone();
+        let begun = recorder.started.lock().unwrap().clone();
         let line = counts
             .iter()
             .map(|(c, done, all)| format!("{c} {done}/{all} ({} started)", begun.get(*c).copied().unwrap_or(0)))
